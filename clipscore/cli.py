@@ -1,0 +1,95 @@
+"""Command line: ``clipscore score`` and ``clipscore merge`` (also ``spark-submit jobs/score.py``).
+
+``main()`` only parses arguments, builds the config, gets a session (and stops it only if it made
+it) and maps configuration errors to exit code 2 with the message that says what to change.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from clipscore import __version__
+from clipscore.config import ConfigError, default_config_path, load_config
+
+log = logging.getLogger("clipscore")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="path (local, dbfs:/, s3a://...) or catalog table name")
+    parser.add_argument("--input-format", dest="input_format",
+                        help="delta | parquet | csv | table (default: guessed from the input)")
+    parser.add_argument("--model", help="Hugging Face id or local folder (default: openai/clip-vit-base-patch32)")
+    parser.add_argument("--image-col", dest="image_col", help="binary image bytes, or a path / http(s) URL string")
+    parser.add_argument("--caption-col", dest="caption_col")
+    parser.add_argument("--conf", default=None, help="YAML config (default: the packaged conf/default.yaml)")
+    parser.add_argument("--set", dest="set_args", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config option, e.g. --set batch_size=32 --set precision=bf16")
+    parser.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipscore", description="Score image-caption pairs with CLIP on Spark.")
+    parser.add_argument("--version", action="version", version=f"clipscore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="score a table and write it partitioned by score band")
+    _common(score)
+    score.add_argument("--output", required=True, help="path or catalog table name")
+    score.add_argument("--output-format", dest="output_format", help="delta | parquet (default delta)")
+    score.add_argument("--mode", help="overwrite | append | error (default error)")
+
+    merge = sub.add_parser("merge", help="score a source and MERGE the scores into an existing Delta table")
+    _common(merge)
+    merge.add_argument("--target", required=True, help="existing Delta table: path or catalog name")
+    merge.add_argument("--keys", required=True, help="key column(s), comma separated, e.g. id or shard,id")
+    merge.add_argument("--rescore-all", action="store_true",
+                       help="score every source row, even those already scored with the same model and options")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    flags = {k: getattr(args, k, None) for k in (
+        "input", "output", "input_format", "output_format", "mode", "model", "image_col", "caption_col")}
+    if args.command == "merge":
+        flags["output"] = args.target
+        flags["merge_keys"] = [k.strip() for k in args.keys.split(",") if k.strip()]
+        if args.rescore_all:
+            flags["skip_scored"] = False
+    return load_config(args.conf or default_config_path(), overrides=flags, set_args=args.set_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "urllib3", "httpx", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        cfg = config_from_args(args)
+        from clipscore.model import check_model_loadable
+
+        check_model_loadable(cfg.model, cfg.model_revision)  # before any Spark start-up cost
+        from clipscore.jobs.session import get_or_create_session
+
+        spark, owned = get_or_create_session(f"clipscore-{args.command}", args.master)
+        try:
+            if args.command == "score":
+                from clipscore.jobs.score import run_score
+
+                run_score(spark, cfg)
+            else:
+                from clipscore.jobs.merge import run_merge
+
+                run_merge(spark, cfg)
+        finally:
+            if owned:
+                spark.stop()
+    except ConfigError as exc:
+        print(f"clipscore: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""One typed, frozen configuration for a scoring run.
+
+Precedence, lowest first: dataclass defaults (mirrored in ``conf/default.yaml``) < a YAML file
+(``--conf``) < explicit CLI flags (``--model``, ``--input`` ...) < ``--set key=value`` overrides.
+
+Everything is validated here, before any Spark or model work, and every message says what to change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+
+INPUT_FORMATS = ("auto", "delta", "parquet", "csv", "table")
+OUTPUT_FORMATS = ("delta", "parquet")
+WRITE_MODES = ("overwrite", "append", "error")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+
+# Score-affecting options: a row scored under the same values of these needs no re-scoring.
+SCORE_AFFECTING = ("model", "model_revision", "precision", "jpeg_draft", "gpu_decode")
+
+
+class ConfigError(ValueError):
+    """Bad configuration: raised before any work starts, with a message that says what to change."""
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    # --- what to score ---------------------------------------------------------------------------
+    input: str | None = None
+    output: str | None = None
+    input_format: str = "auto"
+    output_format: str = "delta"
+    mode: str = "error"
+    image_col: str = "image"
+    caption_col: str = "caption"
+    # Relative image paths are resolved against this folder (empty: the executor's working dir).
+    image_base_path: str = ""
+
+    # --- model -----------------------------------------------------------------------------------
+    model: str = DEFAULT_MODEL
+    model_revision: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 64
+
+    # --- bands -----------------------------------------------------------------------------------
+    band_edges: tuple[float, ...] = (0.15, 0.20, 0.25, 0.28, 0.30, 0.35)
+
+    # --- image loading limits --------------------------------------------------------------------
+    max_image_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+    http_timeout_s: float = 10.0
+    http_retries: int = 1
+    io_threads: int = 16
+    decode_threads: int = 0  # 0: one per CPU core, at most 8
+    prefetch_batches: int = 1
+    # Options that change pixels (faster, not bit-exact with the reference); off by default.
+    jpeg_draft: bool = False
+    gpu_decode: bool = False
+
+    # --- Spark -----------------------------------------------------------------------------------
+    max_records_per_batch: int = 1024
+    partition_by_band: bool = True
+    repartition: int = 0  # 0: keep the input's partitioning
+
+    # --- merge / incremental ---------------------------------------------------------------------
+    merge_keys: tuple[str, ...] = ()
+    skip_scored: bool = True
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ---------------------------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "ScoreConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @property
+    def score_fingerprint(self) -> dict[str, Any]:
+        """The options that change a score; equal fingerprints mean a stored score can be reused."""
+        return {key: getattr(self, key) for key in SCORE_AFFECTING}
+
+
+# -------------------------------------------------------------------------------------------------
+# Loading
+# -------------------------------------------------------------------------------------------------
+def default_config_path() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("clipscore.conf").joinpath("default.yaml")))
+
+
+def load_config(
+    conf_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    set_args: list[str] | None = None,
+) -> ScoreConfig:
+    """Build a validated config: defaults < YAML file < ``overrides`` < ``--set key=value`` strings."""
+    values: dict[str, Any] = {}
+    if conf_path is not None:
+        values.update(_read_yaml(Path(conf_path)))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    for item in set_args or []:
+        key, value = _parse_set(item)
+        values[key] = value
+    return config_from_mapping(values)
+
+
+def config_from_mapping(values: Mapping[str, Any]) -> ScoreConfig:
+    known = {f.name: f for f in fields(ScoreConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            raise ConfigError(
+                f"Unknown option '{key}'.{suggestion} Known options: {', '.join(sorted(known))}."
+            )
+        kwargs[key] = _coerce(key, raw)
+    return ScoreConfig(**kwargs)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"Config file '{path}' does not exist. Pass --conf with a YAML file, e.g. conf/default.yaml.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file '{path}' is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file '{path}' must hold a mapping of option: value, got {type(data).__name__}.")
+    return data
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got '{item}'. Example: --set batch_size=32")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    # YAML parsing gives numbers, booleans, null and lists ("[0.2, 0.3]") their natural types.
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _coerce(key: str, raw: Any) -> Any:
+    hint = typing.get_type_hints(ScoreConfig)[key]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+                return raw.strip().lower() in ("true", "yes", "1")
+            raise ValueError
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+        if origin is tuple:
+            item_type = args[0]
+            if isinstance(raw, str):
+                raw = [part for part in raw.split(",") if part.strip()]
+            if not isinstance(raw, (list, tuple)):
+                raise ValueError
+            return tuple(item_type(x) if item_type is not str else str(x).strip() for x in raw)
+        if hint is str or (origin in (typing.Union, types.UnionType) and str in args):
+            if raw is None:
+                return None
+            return str(raw)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return raw
+    raise ConfigError(f"Option '{key}' expects {_type_name(hint)}, got {raw!r}.")
+
+
+def _type_name(hint: Any) -> str:
+    if hint is bool:
+        return "true or false"
+    if hint is int:
+        return "a whole number"
+    if hint is float:
+        return "a number"
+    if typing.get_origin(hint) is tuple:
+        return "a list (e.g. [0.2, 0.3] or 0.2,0.3)"
+    return "a string"
+
+
+# -------------------------------------------------------------------------------------------------
+# Validation
+# -------------------------------------------------------------------------------------------------
+def _choice(cfg: ScoreConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(cfg, key)
+    if value not in allowed:
+        raise ConfigError(f"Option '{key}' must be one of {', '.join(allowed)}; got '{value}'.")
+
+
+def _validate(cfg: ScoreConfig) -> None:
+    _choice(cfg, "input_format", INPUT_FORMATS)
+    _choice(cfg, "output_format", OUTPUT_FORMATS)
+    _choice(cfg, "mode", WRITE_MODES)
+    _choice(cfg, "device", DEVICES)
+    _choice(cfg, "precision", PRECISIONS)
+    if cfg.precision == "int8" and cfg.device == "cuda":
+        raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
+    for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"Option '{key}' must be at least 1; got {getattr(cfg, key)}.")
+    for key in ("decode_threads", "prefetch_batches", "http_retries", "repartition"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"Option '{key}' must be 0 or more; got {getattr(cfg, key)}.")
+    if not (cfg.http_timeout_s > 0 and math.isfinite(cfg.http_timeout_s)):
+        raise ConfigError(f"Option 'http_timeout_s' must be a positive number of seconds; got {cfg.http_timeout_s}.")
+    edges = cfg.band_edges
+    if not edges:
+        raise ConfigError("Option 'band_edges' needs at least one edge, e.g. [0.2, 0.28, 0.3].")
+    if any(not (-1.0 <= e <= 1.0) for e in edges):
+        raise ConfigError(f"Option 'band_edges' must lie in [-1, 1] (cosine similarity); got {list(edges)}.")
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ConfigError(f"Option 'band_edges' must be strictly increasing; got {list(edges)}.")
+    for key in ("image_col", "caption_col", "model"):
+        if not getattr(cfg, key):
+            raise ConfigError(f"Option '{key}' must not be empty.")
+    if cfg.image_col == cfg.caption_col:
+        raise ConfigError("Options 'image_col' and 'caption_col' name the same column; point them at two columns.")

@@ -1,0 +1,219 @@
+"""The scoring core: pandas in, pandas out, no Spark.
+
+``PairScorer.score_batches`` takes an iterator of (images, captions) batches and yields, per batch, a
+DataFrame with ``similarity`` (float32, null when not scored), ``score_band`` and ``score_error``:
+
+    captions checked -> images loaded (image_loader) -> pixels + tokens (preprocess)
+      -> embeddings (encode) -> cosine per row -> band (bands)
+
+Preparing batch k+1 (I/O, decode, resize, tokenize: threads that release the GIL) overlaps the model
+running on batch k. Within a batch each distinct image reference and each distinct caption is
+loaded and encoded once.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from clipscore.bands import assign_bands
+from clipscore.config import ScoreConfig
+from clipscore.encode import ClipEncoder, cosine_rows
+from clipscore.image_loader import ImageLoader
+from clipscore.model import MODEL_CACHE, ClipBundle, ModelKey, resolve_device, resolve_precision
+from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, caption_error
+
+OUTPUT_COLUMNS = ("similarity", "score_band", "score_error")
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (wall time on the thread that ran it), and row counts."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    rows: int = 0
+    scored: int = 0
+
+    def add(self, stage: str, started: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - started
+        return now
+
+
+@dataclass
+class _Prepared:
+    n_rows: int
+    errors: np.ndarray  # object: reason per row, None where scorable
+    image_index: np.ndarray  # int64: row -> distinct image, -1 if none
+    text_index: np.ndarray  # int64: row -> distinct caption, -1 if none
+    pixel_values: torch.Tensor | None
+    text_inputs: dict | None
+    index: pd.Index
+
+
+def _dedupe(values: Sequence[Any], rows: Iterable[int]) -> tuple[list[Any], dict[int, int]]:
+    """Distinct values among ``rows`` (first-seen order) and the row -> distinct index map."""
+    distinct: list[Any] = []
+    position: dict[Any, int] = {}
+    row_to_distinct: dict[int, int] = {}
+    for row in rows:
+        value = values[row]
+        key = bytes(value) if isinstance(value, (bytearray, memoryview)) else value
+        if key not in position:
+            position[key] = len(distinct)
+            distinct.append(value)
+        row_to_distinct[row] = position[key]
+    return distinct, row_to_distinct
+
+
+class PairScorer:
+    """Scores (image, caption) pairs with one loaded CLIP. Cheap to build once the model is cached."""
+
+    def __init__(self, cfg: ScoreConfig, bundle: ClipBundle):
+        self.cfg = cfg
+        self.bundle = bundle
+        self.loader = ImageLoader(cfg)
+        self.loader.set_target_size(bundle.image_size)
+        self.preprocess = ImagePreprocessor(bundle.image_processor)
+        self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length)
+        self.encoder = ClipEncoder(bundle, cfg.batch_size)
+        self.times = StageTimes()
+        self._prep_pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ScoreConfig, assigned_gpus: Sequence[str] = ()) -> "PairScorer":
+        """Build a scorer on the right device, loading the model through the process-wide cache."""
+        device = resolve_device(cfg.device, assigned_gpus)
+        key = ModelKey(cfg.model, cfg.model_revision, device, resolve_precision(cfg.precision, device))
+        return cls(cfg, MODEL_CACHE.get(key))
+
+    # ------------------------------------------------------------------------------------------
+    def score_frame(self, images: pd.Series, captions: pd.Series) -> pd.DataFrame:
+        """Score one batch synchronously (any length; the model runs in ``batch_size`` chunks)."""
+        return self._compute(self._prepare(images, captions))
+
+    def score_batches(self, batches: Iterable[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        """Score a stream of batches, preparing up to ``prefetch_batches`` ahead of the model."""
+        depth = self.cfg.prefetch_batches
+        if depth == 0:
+            for images, captions in batches:
+                yield self.score_frame(images, captions)
+            return
+        if self._prep_pool is None:
+            self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix="clipscore-prepare")
+        pending: list[Future] = []
+        source = iter(batches)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) <= depth:
+                try:
+                    images, captions = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pending.append(self._prep_pool.submit(self._prepare, images, captions))
+            if not pending:
+                return
+            yield self._compute(pending.pop(0).result())
+
+    def close(self) -> None:
+        self.loader.close()
+        if self._prep_pool is not None:
+            self._prep_pool.shutdown(wait=False, cancel_futures=True)
+            self._prep_pool = None
+
+    # ------------------------------------------------------------------------------------------
+    def _prepare(self, images: pd.Series, captions: pd.Series) -> _Prepared:
+        if len(images) != len(captions):
+            raise ValueError(f"images and captions differ in length: {len(images)} != {len(captions)}")
+        t = time.perf_counter()
+        n = len(images)
+        image_values = images.tolist()
+        caption_values = captions.tolist()
+        errors = np.array([caption_error(c) for c in caption_values], dtype=object)
+
+        # Load each distinct image reference once; rows whose caption is already bad are skipped.
+        candidate_rows = [i for i in range(n) if errors[i] is None]
+        distinct_refs, row_to_ref = _dedupe(image_values, candidate_rows)
+        loaded = self.loader.load_many(distinct_refs)
+        t = self.times.add("load_decode", t)
+
+        good_images: list = []
+        ref_to_good: dict[int, int] = {}
+        for ref_idx, item in enumerate(loaded):
+            if item.image is not None:
+                ref_to_good[ref_idx] = len(good_images)
+                good_images.append(item.image)
+        image_index = np.full(n, -1, dtype=np.int64)
+        for row in candidate_rows:
+            ref_idx = row_to_ref[row]
+            if ref_idx in ref_to_good:
+                image_index[row] = ref_to_good[ref_idx]
+            else:
+                errors[row] = loaded[ref_idx].error
+
+        pixel_values = self.preprocess(good_images) if good_images else None
+        t = self.times.add("preprocess", t)
+
+        scorable = [i for i in range(n) if errors[i] is None]
+        distinct_captions, row_to_caption = _dedupe(caption_values, scorable)
+        text_index = np.full(n, -1, dtype=np.int64)
+        for row in scorable:
+            text_index[row] = row_to_caption[row]
+        text_inputs = self.tokenize(distinct_captions) if distinct_captions else None
+        self.times.add("tokenize", t)
+        return _Prepared(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
+
+    def _compute(self, prepared: _Prepared) -> pd.DataFrame:
+        t = time.perf_counter()
+        similarity = np.full(prepared.n_rows, np.nan, dtype=np.float32)
+        scorable = np.flatnonzero(prepared.text_index >= 0)
+        if len(scorable):
+            # Encode only the distinct images that some scorable row uses.
+            used_images = np.unique(prepared.image_index[scorable])
+            remap = np.full(len(prepared.pixel_values), -1, dtype=np.int64)
+            remap[used_images] = np.arange(len(used_images))
+            image_embeds = self.encoder.embed_images(prepared.pixel_values[torch.from_numpy(used_images)])
+            text_embeds = self.encoder.embed_texts(**prepared.text_inputs)
+            cos = cosine_rows(
+                image_embeds,
+                text_embeds,
+                torch.from_numpy(remap[prepared.image_index[scorable]]),
+                torch.from_numpy(prepared.text_index[scorable]),
+            )
+            similarity[scorable] = cos.numpy().astype(np.float32)
+        t = self.times.add("model", t)
+        out = pd.DataFrame(
+            {
+                "similarity": pd.Series(similarity, dtype="float32"),
+                "score_band": assign_bands(pd.Series(similarity), self.cfg.band_edges),
+                "score_error": pd.Series(prepared.errors, dtype=object),
+            }
+        )
+        if len(out) != prepared.n_rows:  # a code error, never a data error: fail loudly
+            raise RuntimeError(f"scorer produced {len(out)} rows for {prepared.n_rows} inputs")
+        self.times.rows += prepared.n_rows
+        self.times.scored += len(scorable)
+        self.times.add("band", t)
+        return out
+
+
+def score_pandas(df: pd.DataFrame, cfg: ScoreConfig, assigned_gpus: Sequence[str] = ()) -> pd.DataFrame:
+    """Convenience for notebooks, Ray or Dask: ``df`` plus the three score columns (model from the cache)."""
+    scorer = PairScorer.from_config(cfg, assigned_gpus)
+    try:
+        parts = []
+        for start in range(0, len(df), cfg.max_records_per_batch):
+            chunk = df.iloc[start : start + cfg.max_records_per_batch]
+            parts.append(scorer.score_frame(chunk[cfg.image_col], chunk[cfg.caption_col]))
+        scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+    finally:
+        scorer.close()
+    scores.index = df.index
+    return pd.concat([df, scores], axis=1)

@@ -1,0 +1,1 @@
+"""Default configuration (YAML), shipped as package data."""

@@ -1,0 +1,1 @@
+"""Spark jobs: read, score, write, merge; spark-submit entry points."""

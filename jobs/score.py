@@ -1,0 +1,98 @@
+"""The scoring job: read a table, add ``similarity``/``score_band``/``score_error``, write it by band.
+
+    spark-submit jobs/score.py --input SRC --output DST [same flags as `clipscore score`]
+
+``run_score(spark, cfg)`` is the library entry point (notebooks, Python); ``main()`` only parses
+arguments, gets a session and stops it only if it created it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from clipscore.config import ConfigError, ScoreConfig
+from clipscore.jobs.tables import read_source, validate_columns, write_table
+from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
+from clipscore.model import check_model_loadable
+from clipscore.scorer import OUTPUT_COLUMNS
+from clipscore.udfs.clip_udf import make_score_udf
+
+log = logging.getLogger("clipscore")
+
+MAX_RECORDS_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+def add_scores(df: DataFrame, cfg: ScoreConfig) -> DataFrame:
+    """``df`` with the three score columns appended (replacing older ones of the same names). Lazy."""
+    validate_columns(df, cfg)
+    base = df.drop(*[c for c in OUTPUT_COLUMNS if c in df.columns])
+    if cfg.repartition:
+        base = base.repartition(cfg.repartition)
+    udf = make_score_udf(cfg)
+    scored = base.withColumn("_clipscore", udf(F.col(cfg.image_col), F.col(cfg.caption_col)))
+    return scored.select(
+        *[F.col(f"`{c}`") for c in base.columns],
+        F.col("_clipscore.similarity").alias("similarity"),
+        F.col("_clipscore.score_band").alias("score_band"),
+        F.col("_clipscore.score_error").alias("score_error"),
+    )
+
+
+@contextmanager
+def arrow_batch_size(spark: SparkSession, records: int):
+    """Set ``maxRecordsPerBatch`` for one job and put the session's value back afterwards."""
+    previous = spark.conf.get(MAX_RECORDS_KEY, None)
+    spark.conf.set(MAX_RECORDS_KEY, str(records))
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(MAX_RECORDS_KEY)
+        else:
+            spark.conf.set(MAX_RECORDS_KEY, previous)
+
+
+def preflight(spark: SparkSession, cfg: ScoreConfig) -> DataFrame:
+    """Every check that can fail before Spark runs a task: options, model, source, columns."""
+    if not cfg.input:
+        raise ConfigError("No input: pass --input with a path (Delta, Parquet or CSV) or a catalog table name.")
+    check_model_loadable(cfg.model, cfg.model_revision)
+    source = read_source(spark, cfg)
+    validate_columns(source, cfg)
+    return source
+
+
+def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
+    """Score ``cfg.input`` and write ``cfg.output`` partitioned by ``score_band``; returns the summary."""
+    if not cfg.output:
+        raise ConfigError("No output: pass --output with a path or a catalog table name.")
+    source = preflight(spark, cfg)
+    observation = Observation("clipscore_summary")
+    scored = add_scores(source, cfg).observe(observation, *summary_metrics(cfg.band_edges))
+    partition_cols = ["score_band"] if cfg.partition_by_band else []
+    log.info("scoring %s -> %s with %s (%s, %s)", cfg.input, cfg.output, cfg.model, cfg.device, cfg.precision)
+    started = time.perf_counter()
+    with arrow_batch_size(spark, cfg.max_records_per_batch):
+        write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols)
+    metrics = observation.get
+    log.debug("observed metrics: %s", metrics)
+    summary = summary_from_metrics(metrics, time.perf_counter() - started)
+    log.info("clipscore summary for %s\n%s", cfg.output, summary.format())
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: ``jobs/score.py`` takes the flags of ``clipscore score``."""
+    from clipscore.cli import main as cli_main
+
+    import sys
+
+    return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

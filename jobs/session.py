@@ -1,0 +1,45 @@
+"""Getting a SparkSession without taking over one that already exists.
+
+Databricks notebooks, ``spark-submit`` and Spark Connect hand us a session: we use it as it is and
+never stop it. Only from plain Python (``clipscore score`` on a laptop, ``make demo``, tests) do we
+start a local session ourselves, with Delta Lake wired in from the ``delta-spark`` pip package.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+
+def active_session() -> SparkSession | None:
+    return SparkSession.getActiveSession()
+
+
+def local_session(app_name: str = "clipscore", master: str | None = None, extra_conf: dict | None = None) -> SparkSession:
+    """A local SparkSession with Delta Lake; the same Python for driver and workers."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(master or os.environ.get("CLIPSCORE_SPARK_MASTER", "local[*]"))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.python.worker.reuse", "true")
+    )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    from delta import configure_spark_with_delta_pip
+
+    return configure_spark_with_delta_pip(builder).getOrCreate()
+
+
+def get_or_create_session(app_name: str = "clipscore", master: str | None = None) -> tuple[SparkSession, bool]:
+    """The active session if there is one (owned by someone else), else a new local one (ours)."""
+    session = active_session()
+    if session is not None:
+        return session, False
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # launched by spark-submit: its --conf/--packages apply
+        return SparkSession.builder.appName(app_name).getOrCreate(), True
+    return local_session(app_name, master), True

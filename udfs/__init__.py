@@ -1,0 +1,1 @@
+"""Spark adapter: the pandas UDF that wraps the scoring core."""
