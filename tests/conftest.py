@@ -1,0 +1,190 @@
+"""Shared fixtures: a tiny real CLIP, a local Spark with Delta, a loopback HTTP server, test images.
+
+Nothing here touches the internet or needs ../shared: the model is a randomly initialised tiny CLIP
+built with transformers and saved with ``save_pretrained`` (safetensors), like a real one.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# -------------------------------------------------------------------------------------------------
+# Model
+# -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    from clipscore.random_model import build_random_clip
+
+    return str(build_random_clip(tmp_path_factory.mktemp("models") / "tiny-clip", tiny=True, seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tiny_model_dir):
+    from clipscore.config import ScoreConfig
+
+    return ScoreConfig(model=tiny_model_dir, device="cpu", precision="fp32", batch_size=4, http_timeout_s=2.0)
+
+
+# -------------------------------------------------------------------------------------------------
+# Images
+# -------------------------------------------------------------------------------------------------
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth gradients plus noise: compresses like a photo, differs per seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [np.sin(x / (7 + seed) + c) * np.cos(y / (11 + seed) - c) for c in (0.0, 1.0, 2.0)], axis=-1
+    )
+    pixels = (base * 100 + 128 + rng.normal(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG whose header claims width x height pixels but whose data is a few bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def odd_images() -> dict[str, bytes]:
+    """Valid but unusual images that must be scored."""
+    rgb = photo_like(64, 48, seed=1)
+    frames = [photo_like(40, 30, seed=s).convert("P") for s in (2, 3)]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    sixteen = Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16))
+    return {
+        "jpeg": encode(rgb, "JPEG", quality=90),
+        "png": encode(rgb, "PNG"),
+        "cmyk_jpeg": encode(rgb.convert("CMYK"), "JPEG"),
+        "grayscale": encode(rgb.convert("L"), "PNG"),
+        "sixteen_bit": encode(sixteen, "PNG"),
+        "palette": encode(rgb.convert("P"), "PNG"),
+        "rgba": encode(rgb.convert("RGBA"), "PNG"),
+        "animated_gif": gif.getvalue(),
+        "one_pixel": encode(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"),
+        "very_wide": encode(photo_like(3000, 12, seed=4), "JPEG"),
+        "very_large": encode(photo_like(2400, 1800, seed=5), "JPEG", quality=70),
+        "webp": encode(rgb, "WEBP"),
+    }
+
+
+@pytest.fixture(scope="session")
+def bad_images(odd_images) -> dict[str, tuple[bytes, str]]:
+    """Broken image bytes and the error category each must produce."""
+    jpeg = odd_images["jpeg"]
+    rng = np.random.default_rng(7)
+    return {
+        "empty": (b"", "image_empty"),
+        "random": (rng.integers(0, 256, 2048, dtype=np.uint8).tobytes(), "image_undecodable"),
+        "text": (b"this is not an image at all", "image_undecodable"),
+        "truncated": (jpeg[: len(jpeg) // 2], "image_truncated"),
+        "bomb": (png_bomb(), "image_too_large"),
+        "pdf": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "image_undecodable"),
+    }
+
+
+# -------------------------------------------------------------------------------------------------
+# HTTP on loopback
+# -------------------------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[str, bytes] = {}
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/slow/"):
+            time.sleep(float(path.rsplit("/", 1)[1]))
+            path = "/img/jpeg"
+        if path == "/huge":
+            self.send_response(200)
+            self.send_header("Content-Length", str(10 * 1024**3))
+            self.end_headers()
+            self.wfile.write(b"\xff" * 1024)
+            return
+        if path == "/error500":
+            self.send_error(500)
+            return
+        body = self.routes.get(path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="session")
+def http_server(odd_images):
+    """Serves /img/<name> for every odd image, /slow/<seconds>, /huge, /error500; anything else is 404."""
+    _Handler.routes = {f"/img/{name}": data for name, data in odd_images.items()}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# -------------------------------------------------------------------------------------------------
+# Spark
+# -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def model_load_log(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("loads") / "model_loads.tsv"
+    path.touch()
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory, model_load_log):
+    from clipscore.jobs.session import local_session
+    from clipscore.model import LOAD_LOG_ENV
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = local_session(
+        "clipscore-tests",
+        master="local[2]",
+        extra_conf={
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+            "spark.sql.warehouse.dir": str(warehouse),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
+            f"spark.executorEnv.{LOAD_LOG_ENV}": str(model_load_log),
+            "spark.sql.session.timeZone": "UTC",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
