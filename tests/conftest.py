@@ -51,7 +51,7 @@ def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
         [np.sin(x / (7 + seed) + c) * np.cos(y / (11 + seed) - c) for c in (0.0, 1.0, 2.0)], axis=-1
     )
     pixels = (base * 100 + 128 + rng.normal(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(pixels, "RGB")
+    return Image.fromarray(pixels)
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -1,0 +1,74 @@
+"""Configuration: defaults, YAML, --set overrides, and fail-fast messages that say what to change."""
+from dataclasses import fields
+
+import pytest
+import yaml
+
+from clipscore.config import ConfigError, ScoreConfig, default_config_path, load_config
+
+
+def test_default_yaml_matches_dataclass_defaults():
+    data = yaml.safe_load(default_config_path().read_text())
+    defaults = ScoreConfig().to_dict()
+    assert set(data) == {f.name for f in fields(ScoreConfig)}
+    for key, value in data.items():
+        assert value == defaults[key], key
+
+
+def test_precedence_yaml_then_flags_then_set(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("batch_size: 8\nmodel: from-yaml\ndevice: cpu\n")
+    cfg = load_config(conf, overrides={"model": "from-flag", "image_col": None}, set_args=["batch_size=16"])
+    assert (cfg.batch_size, cfg.model, cfg.device, cfg.image_col) == (16, "from-flag", "cpu", "image")
+
+
+def test_set_parses_types():
+    cfg = load_config(set_args=["band_edges=[0.1, 0.3]", "jpeg_draft=true", "http_timeout_s=2.5",
+                                "merge_keys=id,shard", "model_revision=null"])
+    assert cfg.band_edges == (0.1, 0.3)
+    assert cfg.jpeg_draft is True and cfg.http_timeout_s == 2.5
+    assert cfg.merge_keys == ("id", "shard") and cfg.model_revision is None
+
+
+def test_unknown_option_suggests_the_right_name():
+    with pytest.raises(ConfigError, match="Unknown option 'batchsize'.*Did you mean 'batch_size'"):
+        load_config(set_args=["batchsize=3"])
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("precision=fp8", "precision' must be one of auto, fp32, fp16, bf16, int8"),
+        ("device=tpu", "device' must be one of"),
+        ("batch_size=0", "batch_size' must be at least 1"),
+        ("batch_size=abc", "batch_size' expects a whole number"),
+        ("band_edges=[0.3, 0.2]", "strictly increasing"),
+        ("band_edges=[0.2, 1.5]", r"must lie in \[-1, 1\]"),
+        ("jpeg_draft=maybe", "expects true or false"),
+        ("mode=replace", "mode' must be one of overwrite, append, error"),
+        ("nokeyvalue", "--set expects key=value"),
+    ],
+)
+def test_bad_values_fail_with_what_to_change(item, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(set_args=[item])
+
+
+def test_int8_on_cuda_is_rejected():
+    with pytest.raises(ConfigError, match="int8 is a CPU option"):
+        ScoreConfig(device="cuda", precision="int8")
+
+
+def test_same_image_and_caption_column_is_rejected():
+    with pytest.raises(ConfigError, match="same column"):
+        ScoreConfig(image_col="x", caption_col="x")
+
+
+def test_missing_conf_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        ScoreConfig().batch_size = 3  # type: ignore[misc]

@@ -1,0 +1,140 @@
+"""The pure scoring core on a tiny real CLIP: fidelity with plain transformers, errors as values."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from clipscore.model import MODEL_CACHE, ModelKey, load_clip
+from clipscore.scorer import PairScorer, score_pandas
+
+CAPTIONS = ["a photo of a cat", "two dogs playing in the snow, with a red ball", "a diagram", "x" * 400]
+
+
+def reference_scores(model_dir, images: list[bytes], captions: list[str]) -> list[float]:
+    """The plain transformers computation: CLIPProcessor + CLIPModel, one pair at a time."""
+    import io
+
+    from transformers import CLIPModel, CLIPProcessor
+
+    processor = CLIPProcessor.from_pretrained(model_dir)
+    model = CLIPModel.from_pretrained(model_dir).eval()
+    out = []
+    for data, caption in zip(images, captions):
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        inputs = processor(text=[caption], images=[image], return_tensors="pt", padding=True, truncation=True,
+                           max_length=model.config.text_config.max_position_embeddings)
+        with torch.no_grad():
+            result = model(**inputs)
+        out.append(float((result.image_embeds * result.text_embeds).sum()))
+    return out
+
+
+@pytest.fixture()
+def scorer(tiny_cfg):
+    s = PairScorer.from_config(tiny_cfg)
+    yield s
+    s.close()
+
+
+def test_fp32_scores_equal_the_transformers_reference(scorer, tiny_model_dir, odd_images):
+    names = ["jpeg", "png", "cmyk_jpeg", "sixteen_bit", "palette", "rgba", "animated_gif", "one_pixel",
+             "very_wide", "very_large", "grayscale", "webp"]
+    images = [odd_images[n] for n in names]
+    captions = [CAPTIONS[i % len(CAPTIONS)] for i in range(len(names))]
+    got = scorer.score_frame(pd.Series(images), pd.Series(captions))
+    expected = reference_scores(tiny_model_dir, images, captions)
+    assert got["score_error"].isna().all(), got["score_error"].tolist()
+    diff = np.abs(got["similarity"].to_numpy(np.float64) - np.array(expected))
+    assert diff.max() < 1e-5, diff
+    # Random weights still spread the scores: a constant output would hide a broken pipeline.
+    assert np.ptp(got["similarity"].to_numpy()) > 1e-3
+
+
+def test_errors_are_values_and_rows_are_kept(scorer, odd_images, bad_images):
+    images = [odd_images["jpeg"], bad_images["truncated"][0], None, odd_images["png"], odd_images["png"], b""]
+    captions = ["a cat", "a cat", "a cat", None, "   ", "a cat"]
+    out = scorer.score_frame(pd.Series(images, index=[5, 6, 7, 8, 9, 10]), pd.Series(captions, index=[5, 6, 7, 8, 9, 10]))
+    assert len(out) == 6
+    codes = [None if e is None else e.split(":")[0] for e in out["score_error"]]
+    assert codes == [None, "image_truncated", "image_null", "caption_null", "caption_empty", "image_empty"]
+    assert out["similarity"].notna().tolist() == [True, False, False, False, False, False]
+    assert out["score_band"].tolist()[1:] == ["error"] * 5
+    assert str(out["similarity"].dtype) == "float32"
+
+
+def test_duplicates_are_encoded_once_and_score_the_same(scorer, odd_images):
+    images = pd.Series([odd_images["jpeg"], odd_images["png"], odd_images["jpeg"], odd_images["jpeg"]])
+    captions = pd.Series(["a cat", "a cat", "a dog", "a cat"])
+    calls = {"images": 0, "texts": 0}
+    embed_images, embed_texts = scorer.encoder.embed_images, scorer.encoder.embed_texts
+
+    def count_images(pixels):
+        calls["images"] += len(pixels)
+        return embed_images(pixels)
+
+    def count_texts(input_ids, attention_mask):
+        calls["texts"] += len(input_ids)
+        return embed_texts(input_ids, attention_mask)
+
+    scorer.encoder.embed_images, scorer.encoder.embed_texts = count_images, count_texts
+    out = scorer.score_frame(images, captions)
+    assert calls == {"images": 2, "texts": 2}
+    assert out["similarity"][0] == out["similarity"][3]
+    assert out["similarity"][0] != out["similarity"][2]
+
+
+def test_prefetch_pipeline_gives_the_same_scores_in_order(tiny_cfg, odd_images):
+    frames = [
+        (pd.Series([odd_images["jpeg"], odd_images["rgba"]]), pd.Series(["a", "b"])),
+        (pd.Series([None]), pd.Series(["c"])),
+        (pd.Series([odd_images["webp"], odd_images["png"], odd_images["palette"]]), pd.Series(["d", "e", "f"])),
+    ]
+    results = {}
+    for depth in (0, 2):
+        s = PairScorer.from_config(tiny_cfg.replace(prefetch_batches=depth))
+        results[depth] = pd.concat(list(s.score_batches(iter(frames))), ignore_index=True)
+        s.close()
+    assert len(results[0]) == 6
+    pd.testing.assert_frame_equal(results[0], results[2])
+
+
+def test_long_captions_are_truncated_to_the_model(scorer, odd_images):
+    out = scorer.score_frame(pd.Series([odd_images["jpeg"]] * 2), pd.Series(["word " * 500, "word " * 100]))
+    assert out["score_error"].isna().all()
+    assert out["similarity"][0] == pytest.approx(out["similarity"][1], abs=1e-6)  # both cut at 77 tokens
+
+
+def test_reduced_precisions_stay_close_to_fp32(tiny_cfg, odd_images):
+    images = pd.Series([odd_images[n] for n in ("jpeg", "png", "rgba", "very_wide")])
+    captions = pd.Series(CAPTIONS)
+    scores = {}
+    for precision in ("fp32", "bf16", "int8"):
+        s = PairScorer.from_config(tiny_cfg.replace(precision=precision))
+        scores[precision] = s.score_frame(images, captions)["similarity"].to_numpy(np.float64)
+        s.close()
+    assert np.abs(scores["bf16"] - scores["fp32"]).max() < 0.05
+    assert np.abs(scores["int8"] - scores["fp32"]).max() < 0.05
+    assert not np.array_equal(scores["bf16"], scores["fp32"])  # it really ran in bf16
+
+
+def test_model_cache_loads_each_key_once(tiny_model_dir):
+    loads = []
+
+    def factory(key):
+        loads.append(key)
+        return load_clip(key)
+
+    key = ModelKey(tiny_model_dir, None, "cpu", "fp32")
+    MODEL_CACHE.clear()
+    first = MODEL_CACHE.get(key, factory)
+    assert MODEL_CACHE.get(key, factory) is first
+    MODEL_CACHE.get(ModelKey(tiny_model_dir, None, "cpu", "bf16"), factory)
+    assert len(loads) == 2
+
+
+def test_score_pandas_appends_columns(tiny_cfg, odd_images):
+    df = pd.DataFrame({"id": [1, 2], "image": [odd_images["jpeg"], None], "caption": ["a", "b"]}, index=[3, 4])
+    out = score_pandas(df, tiny_cfg)
+    assert list(out.columns) == ["id", "image", "caption", "similarity", "score_band", "score_error"]
+    assert list(out.index) == [3, 4] and out["similarity"].notna().tolist() == [True, False]
