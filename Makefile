@@ -17,9 +17,10 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean-env
+.PHONY: setup demo test bench clean-env print-venv
 
-$(STAMP): requirements.txt
+# Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
+$(STAMP):
 	@command -v java >/dev/null || { echo "Spark needs Java 17+: install a JDK (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -48,6 +49,9 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench.py
+
+print-venv:
+	@echo $(VENV)
 
 clean-env:
 	rm -rf $(VENV)
