@@ -202,8 +202,9 @@ def check_model_loadable(model: str, revision: str | None = None) -> None:
     Reads only config and tokenizer files; the weights are loaded later, on the executors.
     """
     local = Path(model).expanduser()
-    looks_local = local.exists() or model.startswith(("/", "./", "../", "~")) or os.sep in model.strip("/").split("/", 2)[-1]
-    if looks_local or local.exists():
+    # Hub ids are "name" or "org/name"; anything that exists, is explicitly relative/absolute, or has
+    # more than one slash is a folder.
+    if local.exists() or model.startswith(("/", "./", "../", "~")) or model.count("/") > 1:
         _check_local_folder(local, model)
     try:
         from transformers import CLIPConfig, CLIPProcessor

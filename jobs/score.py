@@ -87,9 +87,9 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``jobs/score.py`` takes the flags of ``clipscore score``."""
-    from clipscore.cli import main as cli_main
-
     import sys
+
+    from clipscore.cli import main as cli_main
 
     return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
 
