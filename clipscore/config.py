@@ -77,6 +77,8 @@ class ScoreConfig:
     # --- merge / incremental ---------------------------------------------------------------------
     merge_keys: tuple[str, ...] = ()
     skip_scored: bool = True
+    # Rows per MERGE commit: a killed run loses at most one chunk of work and resumes from the rest.
+    merge_chunk_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -232,7 +234,7 @@ def _validate(cfg: ScoreConfig) -> None:
     _choice(cfg, "precision", PRECISIONS)
     if cfg.precision == "int8" and cfg.device == "cuda":
         raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
-    for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch"):
+    for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch", "merge_chunk_rows"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"Option '{key}' must be at least 1; got {getattr(cfg, key)}.")
     for key in ("decode_threads", "prefetch_batches", "http_retries", "repartition"):
