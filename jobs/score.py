@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore.config import ConfigError, ScoreConfig
+from clipscore.jobs.provenance import record_provenance
 from clipscore.jobs.tables import read_source, validate_columns, write_table
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.model import check_model_loadable
@@ -78,6 +79,8 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     started = time.perf_counter()
     with arrow_batch_size(spark, cfg.max_records_per_batch):
         write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols)
+    if cfg.output_format == "delta":
+        record_provenance(spark, cfg.output, cfg)  # model, revision, precision, bands, version as table properties
     metrics = observation.get
     log.debug("observed metrics: %s", metrics)
     summary = summary_from_metrics(metrics, time.perf_counter() - started)

@@ -1,0 +1,267 @@
+"""The merge job: score a source and MERGE the scores into an existing Delta table by key.
+
+    clipscore merge --input SRC --target DST --keys id            (or shard,id)
+
+``run_merge(spark, cfg)`` reads ``cfg.input``, scores it and upserts it into ``cfg.output`` by
+``cfg.merge_keys``: matched rows get the source's columns, ``similarity``/``score_band``/``score_error``
+and the provenance columns (``clipscore.jobs.provenance``); unmatched rows are inserted. Columns the
+target lacks are added (Delta schema evolution, ``schema.autoMerge`` for the MERGE only).
+
+How a run goes, and why:
+
+1. **Preflight** (no model runs): options, model files, source columns, key columns in source and
+   target, and one aggregation over the source keys. **Duplicate or null keys fail fast** with
+   examples: which of two rows with one key is right is the caller's decision, and a silent
+   "keep one" would hide an upstream bug (Delta would also refuse a MERGE where several source rows
+   match one target row).
+2. **Incremental:** with ``skip_scored`` (default) a left anti-join drops source rows whose key is in
+   the target with the same ``score_fingerprint`` (model, revision, precision, pixel options, band
+   edges) and the same ``score_input_hash`` (image and caption). Changed rows therefore get
+   re-scored; unchanged ones are counted in ``RunSummary.skipped``. Rows that were processed but
+   got a ``score_error`` are skipped too: rerunning never changes a table. ``skip_scored=false``
+   (``--rescore-all``) scores everything.
+3. **Resumable:** the rows left to score are cut by a hash of the key into chunks of about
+   ``merge_chunk_rows`` rows; each chunk is scored and MERGEd as one Delta commit. A MERGE commit is
+   atomic, so a run killed at any point leaves the target with whole chunks only; rerunning skips
+   them (step 2) and scores the rest. Upsert by key means no duplicates, whatever was committed.
+   Nothing to score means no commit at all, so a rerun leaves the table version unchanged.
+4. **Summary:** rows scored by *this* run are those with its ``scored_at``; one aggregation over the
+   target gives the usual summary (rows per band, errors by reason) plus ``skipped``.
+
+Everything goes through DataFrames and SQL (no ``DeltaTable`` JVM handle, no SparkContext), so the
+job also runs on Spark Connect sessions.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clipscore.config import ConfigError, ScoreConfig
+from clipscore.jobs.provenance import (
+    PROVENANCE_COLUMNS,
+    delta_identifier,
+    input_hash,
+    record_provenance,
+    score_fingerprint,
+    with_provenance_columns,
+)
+from clipscore.jobs.score import MAX_RECORDS_KEY, add_scores, preflight
+from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
+from clipscore.jobs.tables import read_table
+from clipscore.scorer import OUTPUT_COLUMNS
+
+log = logging.getLogger("clipscore")
+
+AUTO_MERGE_KEY = "spark.databricks.delta.schema.autoMerge.enabled"
+CHUNK_COL = "_clipscore_chunk"
+MAX_EXAMPLES = 5
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: dict[str, str]):
+    """Set session options for one block and put the previous values back afterwards."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+# -------------------------------------------------------------------------------------------------
+# Checks
+# -------------------------------------------------------------------------------------------------
+def target_columns(spark: SparkSession, target: str) -> list[str]:
+    """Columns of the existing Delta target; ConfigError when there is no Delta table there."""
+    ident = delta_identifier(target)
+    try:
+        detail = spark.sql(f"DESCRIBE DETAIL {ident}").select("format").first()
+    except Exception as exc:  # noqa: BLE001 - surfaced as a configuration error
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"Merge target '{target}' is not an existing Delta table ({first[:300]}). Create it first, e.g. with "
+            "`clipscore score --output TARGET` or `CREATE TABLE ... USING delta`, or pass --target with an existing one."
+        ) from None
+    if detail is None or (detail["format"] or "").lower() != "delta":
+        fmt = detail["format"] if detail is not None else "unknown"
+        raise ConfigError(f"Merge target '{target}' is a {fmt} table; MERGE needs a Delta table. "
+                          "Convert it (CONVERT TO DELTA) or pick a Delta target.")
+    return read_table(spark, target, "delta").columns
+
+
+def check_keys(cfg: ScoreConfig, source_cols: list[str], target_cols: list[str]) -> None:
+    keys = list(cfg.merge_keys)
+    if not keys:
+        raise ConfigError("No merge keys: pass --keys with the column(s) that identify a row, e.g. --keys id.")
+    reserved = set(OUTPUT_COLUMNS) | set(PROVENANCE_COLUMNS) | {cfg.image_col, cfg.caption_col}
+    for key in keys:
+        if key in reserved:
+            raise ConfigError(f"Merge key '{key}' is a score, provenance, image or caption column; "
+                              "pass --keys with the column(s) that identify a row.")
+        if key not in source_cols:
+            raise ConfigError(f"Merge key '{key}' is not in the input. Input columns: {', '.join(source_cols)}.")
+        if key not in target_cols:
+            raise ConfigError(f"Merge key '{key}' is not in the target. Target columns: {', '.join(target_cols)}.")
+
+
+def check_unique_keys(source: DataFrame, keys: list[str]) -> int:
+    """Number of source rows; ConfigError with examples when a key is null or occurs more than once."""
+    any_null = F.lit(False)
+    for key in keys:
+        any_null = any_null | F.col(f"`{key}`").isNull()
+    per_key = source.groupBy(*[F.col(f"`{k}`") for k in keys]).agg(F.count(F.lit(1)).alias("n"))
+    stats = per_key.agg(
+        F.coalesce(F.sum("n"), F.lit(0)).alias("rows"),
+        F.coalesce(F.sum(F.when(F.col("n") > 1, 1)), F.lit(0)).alias("duplicated_keys"),
+        F.coalesce(F.sum(F.when(any_null, F.col("n"))), F.lit(0)).alias("null_key_rows"),
+    ).first()
+    if stats["null_key_rows"]:
+        raise ConfigError(
+            f"{stats['null_key_rows']:,} input row(s) have a null merge key ({', '.join(keys)}); a MERGE cannot "
+            "match them and would insert them again on every run. Filter them out or fill the key first."
+        )
+    if stats["duplicated_keys"]:
+        examples = per_key.filter(F.col("n") > 1).orderBy(F.col("n").desc(), *keys).limit(MAX_EXAMPLES).collect()
+        shown = "; ".join(
+            ", ".join(f"{k}={row[k]!r}" for k in keys) + f" ({row['n']} rows)" for row in examples
+        )
+        raise ConfigError(
+            f"{stats['duplicated_keys']:,} merge key value(s) occur more than once in the input, e.g. {shown}. "
+            "Each key must identify one row: deduplicate the input (e.g. keep the latest per key) or pass "
+            "--keys with more columns."
+        )
+    return int(stats["rows"])
+
+
+# -------------------------------------------------------------------------------------------------
+# Planning
+# -------------------------------------------------------------------------------------------------
+def rows_to_score(spark: SparkSession, cfg: ScoreConfig, source: DataFrame, target_cols: list[str]) -> DataFrame:
+    """Source rows (with ``score_input_hash``) that the target does not already hold scored as now."""
+    keys = list(cfg.merge_keys)
+    hashed = source.drop(*[c for c in PROVENANCE_COLUMNS if c in source.columns]).withColumn(
+        "score_input_hash", input_hash(cfg)
+    )
+    if not cfg.skip_scored or not {"score_fingerprint", "score_input_hash"} <= set(target_cols):
+        return hashed
+    done = (
+        read_table(spark, cfg.output, "delta")
+        .filter(F.col("score_fingerprint") == F.lit(score_fingerprint(cfg)))
+        .select(*[F.col(f"`{k}`") for k in keys], F.col("score_input_hash"))
+    )
+    return hashed.join(done, on=[*keys, "score_input_hash"], how="left_anti")
+
+
+def chunk_count(rows: int, chunk_rows: int) -> int:
+    return max(1, math.ceil(rows / chunk_rows))
+
+
+def chunk_expr(keys: list[str], chunks: int):
+    """Which chunk a row belongs to: a hash of its key, so a chunk is the same set on every read."""
+    return F.pmod(F.xxhash64(*[F.col(f"`{k}`") for k in keys]), F.lit(chunks))
+
+
+# -------------------------------------------------------------------------------------------------
+# MERGE
+# -------------------------------------------------------------------------------------------------
+def merge_sql(target: str, view: str, keys: list[str], only_changed: bool) -> str:
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    # Guard for concurrent writers: never rewrite a row that already holds this exact score.
+    guard = (
+        " AND (t.score_fingerprint IS DISTINCT FROM s.score_fingerprint"
+        " OR t.score_input_hash IS DISTINCT FROM s.score_input_hash)"
+        if only_changed else ""
+    )
+    return (
+        f"MERGE INTO {delta_identifier(target)} AS t USING `{view}` AS s ON {on} "
+        f"WHEN MATCHED{guard} THEN UPDATE SET * "
+        "WHEN NOT MATCHED THEN INSERT *"
+    )
+
+
+def merge_chunk(spark: SparkSession, cfg: ScoreConfig, scored: DataFrame, only_changed: bool) -> dict[str, int]:
+    """One atomic MERGE commit of ``scored`` into the target; returns Delta's row counts."""
+    view = f"_clipscore_merge_{uuid.uuid4().hex[:12]}"
+    scored.createOrReplaceTempView(view)
+    try:
+        with session_conf(spark, {AUTO_MERGE_KEY: "true", MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}):
+            row = spark.sql(merge_sql(cfg.output, view, list(cfg.merge_keys), only_changed)).first()
+    finally:
+        spark.catalog.dropTempView(view)
+    counts = row.asDict() if row is not None else {}
+    return {k: int(v or 0) for k, v in counts.items()}
+
+
+def run_merge(
+    spark: SparkSession,
+    cfg: ScoreConfig,
+    on_chunk_committed: Callable[[int, int], None] | None = None,
+) -> RunSummary:
+    """Score ``cfg.input`` and MERGE it into the Delta table ``cfg.output`` by ``cfg.merge_keys``.
+
+    ``on_chunk_committed(chunk_index, chunks)`` is called after each MERGE commit (progress reports).
+    """
+    if not cfg.output:
+        raise ConfigError("No merge target: pass --target with an existing Delta table (path or catalog name).")
+    started = time.perf_counter()
+    source = preflight(spark, cfg)
+    target_cols = target_columns(spark, cfg.output)
+    keys = list(cfg.merge_keys)
+    check_keys(cfg, source.columns, target_cols)
+    source_rows = check_unique_keys(source, keys)
+
+    todo = rows_to_score(spark, cfg, source, target_cols)
+    only_changed = cfg.skip_scored and {"score_fingerprint", "score_input_hash"} <= set(target_cols)
+    todo_rows = todo.count() if only_changed else source_rows
+    skipped = source_rows - todo_rows
+    scored_at = dt.datetime.now(dt.timezone.utc)  # one timestamp per run: it also identifies this run's rows
+    chunks = chunk_count(todo_rows, cfg.merge_chunk_rows)
+    log.info("merge %s -> %s by %s: %s rows, %s already scored, %s to score in %s commit(s)",
+             cfg.input, cfg.output, ",".join(keys), f"{source_rows:,}", f"{skipped:,}", f"{todo_rows:,}", chunks)
+
+    totals: dict[str, int] = {}
+    if todo_rows:
+        for index in range(chunks):
+            part = todo if chunks == 1 else todo.filter(chunk_expr(keys, chunks) == index)
+            scored = with_provenance_columns(add_scores(part, cfg), cfg, scored_at)
+            counts = merge_chunk(spark, cfg, scored, only_changed)
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+            log.info("merge commit %d/%d: %s", index + 1, chunks, counts)
+            if on_chunk_committed is not None:
+                on_chunk_committed(index, chunks)
+        record_provenance(spark, cfg.output, cfg)
+
+    summary = _summary(spark, cfg, scored_at if todo_rows else None, time.perf_counter() - started, skipped)
+    summary.extra.update({
+        "commits": chunks if todo_rows else 0,
+        "rows inserted": totals.get("num_inserted_rows", 0),
+        "rows updated": totals.get("num_updated_rows", 0),
+    })
+    log.info("clipscore merge summary for %s\n%s", cfg.output, summary.format())
+    return summary
+
+
+def _summary(spark: SparkSession, cfg: ScoreConfig, scored_at, seconds: float, skipped: int) -> RunSummary:
+    """This run's rows are the target rows carrying its ``scored_at``: one aggregation, no model."""
+    if scored_at is None:
+        return summary_from_metrics({}, seconds, skipped=skipped)
+    this_run = read_table(spark, cfg.output, "delta").filter(
+        (F.col("scored_at") == F.lit(scored_at).cast("timestamp"))
+        & (F.col("score_fingerprint") == F.lit(score_fingerprint(cfg)))
+    )
+    metrics = this_run.agg(*summary_metrics(cfg.band_edges)).first().asDict()
+    return summary_from_metrics(metrics, seconds, skipped=skipped)
