@@ -205,7 +205,7 @@ def test_killed_merge_resumes_without_duplicates_or_losses(spark, tiny_cfg, odd_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        n, chunks = 12, 3
+        n, chunks = 8, 2
         ids = spark.range(n).select(F.col("id").cast("int").alias("id"))
         chunk_of = {r.id: r.c for r in ids.select("id", chunk_expr(["id"], chunks).alias("c")).collect()}
         hang_id = min(i for i, c in chunk_of.items() if c == chunks - 1)  # in the last chunk to be merged
@@ -233,9 +233,9 @@ def test_killed_merge_resumes_without_duplicates_or_losses(spark, tiny_cfg, odd_
             run_merge(spark, cfg, on_chunk_committed=lambda index, total: commits.append(index))
         killer.join(5)
         _HangingImages.release.set()
-        assert killed and commits == [0, 1]
+        assert killed and commits == [0]
 
-        # Whole chunks only: the first two commits are in, the killed one left no trace.
+        # Whole chunks only: the first commit is in, the killed one left no trace.
         table = spark.read.format("delta").load(target)
         done = {r.id for r in table.filter(F.col("score_fingerprint").isNotNull()).collect()}
         assert done == {i for i, c in chunk_of.items() if c < chunks - 1}
