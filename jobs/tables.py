@@ -87,7 +87,8 @@ def validate_columns(df: DataFrame, cfg: ScoreConfig) -> None:
 
 
 def writer_for(df: DataFrame, fmt: str, mode: str, partition_cols: list[str]):
-    writer = df.write.format(fmt).mode("errorifexists" if mode == "error" else mode)
+    # "error", not its alias "errorifexists": the Spark Connect client accepts only the short name.
+    writer = df.write.format(fmt).mode(mode)
     if partition_cols:
         writer = writer.partitionBy(*partition_cols)
     return writer

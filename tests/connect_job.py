@@ -1,0 +1,77 @@
+"""Run by tests/test_connect.py in its own process: the score and merge jobs over Spark Connect.
+
+``SparkSession.builder.remote("local[2]")`` starts a local Spark Connect server (the connect jar
+ships with pyspark 4) with Delta configured, and gives a Connect client session: it has no
+SparkContext, so any ``sparkContext`` use in our job code would fail here. Prints one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+
+def main() -> None:
+    model_dir, work = sys.argv[1], sys.argv[2]
+    from delta import configure_spark_with_delta_pip
+
+    builder = (
+        SparkSession.builder.remote("local[2]")
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.warehouse.dir", os.path.join(work, "warehouse"))
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    from clipscore.config import ScoreConfig
+    from clipscore.jobs.merge import run_merge
+    from clipscore.jobs.provenance import table_provenance
+    from clipscore.jobs.score import run_score
+    from clipscore.random_model import build_random_clip  # noqa: F401 - importable without Spark state
+
+    try:
+        from PIL import Image
+        import io
+
+        def png(seed: int) -> bytes:
+            buf = io.BytesIO()
+            Image.new("RGB", (24, 24), (seed * 40 % 256, 90, 200)).save(buf, format="PNG")
+            return buf.getvalue()
+
+        source = os.path.join(work, "source")
+        rows = [(i, png(i), f"connect pair {i}") for i in range(6)] + [(6, b"", "empty image")]
+        spark.createDataFrame(rows, "id int, image binary, caption string").write.format("delta").save(source)
+        spark.sql("CREATE TABLE spark_catalog.default.connect_target (id int, image binary, caption string) USING delta")
+
+        cfg = ScoreConfig(model=model_dir, device="cpu", precision="fp32", batch_size=4, input=source,
+                          output=os.path.join(work, "scored"))
+        score = run_score(spark, cfg)
+        scored = spark.read.format("delta").load(cfg.output)
+        merge_cfg = cfg.replace(output="spark_catalog.default.connect_target", merge_keys=("id",))
+        merged = run_merge(spark, merge_cfg)
+        rerun = run_merge(spark, merge_cfg)
+        result = {
+            "session": type(spark).__module__,
+            "score_rows": score.rows,
+            "score_scored": score.scored,
+            "score_errors": score.errors_by_reason,
+            "scored_rows": scored.count(),
+            "scored_similarity": scored.filter("similarity IS NOT NULL").count(),
+            "provenance_model": table_provenance(spark, cfg.output).get("clipscore.model"),
+            "merge_rows": merged.rows,
+            "rerun_skipped": rerun.skipped,
+            "rerun_rows": rerun.rows,
+            "target_rows": spark.read.table("spark_catalog.default.connect_target").count(),
+        }
+    finally:
+        spark.stop()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The score and merge jobs run on a Spark Connect session (no SparkContext on the driver).
+
+A local Spark Connect server is started in a subprocess (one Spark per process, and a Connect
+client switches PySpark into Connect mode for the whole process), with Delta and the tiny CLIP.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def test_score_and_merge_jobs_run_over_spark_connect(tiny_model_dir, tmp_path):
+    pytest.importorskip("grpc", reason="Spark Connect needs pyspark[connect] (grpcio)")
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("connect_job.py")), tiny_model_dir, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert result["session"] == "pyspark.sql.connect.session"
+    assert (result["score_rows"], result["score_scored"]) == (7, 6)
+    assert result["score_errors"] == {"image_empty": 1}
+    assert (result["scored_rows"], result["scored_similarity"]) == (7, 6)
+    assert result["provenance_model"] == tiny_model_dir
+    assert result["merge_rows"] == 7 and result["target_rows"] == 7
+    assert (result["rerun_skipped"], result["rerun_rows"]) == (7, 0)
