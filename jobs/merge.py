@@ -1,6 +1,7 @@
 """The merge job: score a source and MERGE the scores into an existing Delta table by key.
 
     clipscore merge --input SRC --target DST --keys id            (or shard,id)
+    spark-submit jobs/merge.py --input SRC --target DST --keys id
 
 ``run_merge(spark, cfg)`` reads ``cfg.input``, scores it and upserts it into ``cfg.output`` by
 ``cfg.merge_keys``: matched rows get the source's columns, ``similarity``/``score_band``/``score_error``
@@ -265,3 +266,16 @@ def _summary(spark: SparkSession, cfg: ScoreConfig, scored_at, seconds: float, s
     )
     metrics = this_run.agg(*summary_metrics(cfg.band_edges)).first().asDict()
     return summary_from_metrics(metrics, seconds, skipped=skipped)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """spark-submit entry point: ``jobs/merge.py`` takes the flags of ``clipscore merge``."""
+    import sys
+
+    from clipscore.cli import main as cli_main
+
+    return cli_main(["merge", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
