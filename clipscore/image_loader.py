@@ -28,6 +28,9 @@ _CHUNK = 256 * 1024
 class LoadedImage:
     image: Image.Image | None
     error: str | None = None
+    # With ``defer_jpeg`` set, a checked RGB/grayscale JPEG comes back undecoded here instead, for a
+    # batched torchvision/nvJPEG decode on the model's device (``gpu_decode``).
+    jpeg: bytes | None = None
 
 
 def _fail(code: str, detail: str) -> LoadedImage:
@@ -52,6 +55,7 @@ class ImageLoader:
         self.retries = cfg.http_retries
         self.base_path = cfg.image_base_path
         self.jpeg_draft = cfg.jpeg_draft
+        self.defer_jpeg = False  # set by the scorer when JPEGs are decoded on the model's device
         self.target_size = 224  # refined by set_target_size() once the model is known
         self._io_threads = cfg.io_threads
         self._decode_threads = cfg.decode_threads or min(8, os.cpu_count() or 1)
@@ -249,6 +253,8 @@ class ImageLoader:
                     "image_too_large",
                     f"{width}x{height} = {width * height} pixels (limit max_image_pixels={self.max_pixels})",
                 )
+            if self.defer_jpeg and image.format == "JPEG" and image.mode in ("RGB", "L"):
+                return LoadedImage(None, None, jpeg=data)  # header checked; pixels decoded later
             if self.jpeg_draft and image.format == "JPEG":
                 # DCT-domain downscale while decoding: much faster for big JPEGs, changes pixels a little.
                 scale = self.target_size / min(width, height)

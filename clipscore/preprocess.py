@@ -12,15 +12,46 @@ from PIL import Image
 
 
 class ImagePreprocessor:
-    def __init__(self, image_processor: Any):
+    def __init__(self, image_processor: Any, device: Any = None):
         self.image_processor = image_processor
+        # Only with gpu_decode: resize on the model's device too (torchvision backend only).
+        self.device = device
 
-    def __call__(self, images: Sequence[Image.Image]):
-        """RGB images -> float32 ``[N, 3, H, W]`` on CPU (resize, centre crop, rescale, normalise)."""
+    def __call__(self, images: Sequence[Any]):
+        """RGB images (PIL, or CHW uint8 tensors) -> float32 ``[N, 3, H, W]`` (resize, crop, normalise)."""
         # PIL images always become channels-first tensors; saying so avoids a guess on 1xN images.
+        kwargs = {"device": self.device} if self.device is not None else {}
         return self.image_processor(
-            images=list(images), return_tensors="pt", input_data_format="channels_first"
+            images=list(images), return_tensors="pt", input_data_format="channels_first", **kwargs
         )["pixel_values"]
+
+
+class JpegDecoder:
+    """Batched JPEG decode with torchvision on the model's device: nvJPEG on CUDA, libjpeg-turbo on CPU.
+
+    Used only with ``gpu_decode`` (pixels differ slightly from PIL's decode). A batch that fails is
+    decoded one image at a time, so one bad file gives one row error, not a lost batch.
+    """
+
+    def __init__(self, device: Any):
+        self.device = device
+
+    def __call__(self, encoded: Sequence[bytes]) -> list[tuple[Any, str | None]]:
+        import torch
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in encoded]
+        try:
+            return [(image, None) for image in decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)]
+        except Exception:  # noqa: BLE001 - find the culprit(s) one by one
+            pass
+        out: list[tuple[Any, str | None]] = []
+        for item in data:
+            try:
+                out.append((decode_jpeg(item, mode=ImageReadMode.RGB, device=self.device), None))
+            except Exception as exc:  # noqa: BLE001 - a data error, not a code error
+                out.append((None, f"image_undecodable: JPEG decode failed: {str(exc).strip()[:200]}"))
+        return out
 
 
 class CaptionTokenizer:

@@ -25,9 +25,9 @@ import torch
 from clipscore.bands import assign_bands
 from clipscore.config import ScoreConfig
 from clipscore.encode import ClipEncoder, cosine_rows
-from clipscore.image_loader import ImageLoader
+from clipscore.image_loader import ImageLoader, LoadedImage
 from clipscore.model import MODEL_CACHE, ClipBundle, ModelKey, resolve_device, resolve_precision
-from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, caption_error
+from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, JpegDecoder, caption_error
 
 OUTPUT_COLUMNS = ("similarity", "score_band", "score_error")
 
@@ -80,7 +80,12 @@ class PairScorer:
         self.bundle = bundle
         self.loader = ImageLoader(cfg)
         self.loader.set_target_size(bundle.image_size)
-        self.preprocess = ImagePreprocessor(bundle.image_processor)
+        self.jpeg_decoder: JpegDecoder | None = None
+        if cfg.gpu_decode:
+            # JPEGs skip PIL: checked from the header, then batch-decoded and resized on the device.
+            self.loader.defer_jpeg = True
+            self.jpeg_decoder = JpegDecoder(bundle.device)
+        self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None)
         self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length)
         self.encoder = ClipEncoder(bundle, cfg.batch_size)
         self.times = StageTimes()
@@ -142,6 +147,8 @@ class PairScorer:
         candidate_rows = [i for i in range(n) if errors[i] is None]
         distinct_refs, row_to_ref = _dedupe(image_values, candidate_rows)
         loaded = self.loader.load_many(distinct_refs)
+        if self.jpeg_decoder is not None:
+            loaded = self._decode_deferred(loaded)
         t = self.times.add("load_decode", t)
 
         good_images: list = []
@@ -169,6 +176,16 @@ class PairScorer:
         text_inputs = self.tokenize(distinct_captions) if distinct_captions else None
         self.times.add("tokenize", t)
         return _Prepared(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
+
+    def _decode_deferred(self, loaded: list[LoadedImage]) -> list[LoadedImage]:
+        """Decode the JPEGs the loader left encoded, in one batch on the model's device."""
+        pending = [i for i, item in enumerate(loaded) if item.jpeg is not None]
+        if not pending:
+            return loaded
+        loaded = list(loaded)
+        for i, (image, error) in zip(pending, self.jpeg_decoder([loaded[i].jpeg for i in pending])):
+            loaded[i] = LoadedImage(image, error)
+        return loaded
 
     def _compute(self, prepared: _Prepared) -> pd.DataFrame:
         t = time.perf_counter()

@@ -138,3 +138,24 @@ def test_score_pandas_appends_columns(tiny_cfg, odd_images):
     out = score_pandas(df, tiny_cfg)
     assert list(out.columns) == ["id", "image", "caption", "similarity", "score_band", "score_error"]
     assert list(out.index) == [3, 4] and out["similarity"].notna().tolist() == [True, False]
+
+
+def test_gpu_decode_path_runs_on_cpu_and_keeps_row_errors(tiny_cfg, odd_images, bad_images):
+    """``gpu_decode`` decodes JPEGs with torchvision on the model's device (CPU here: libjpeg-turbo)."""
+    names = ["jpeg", "very_wide", "cmyk_jpeg", "png", "grayscale"]
+    images = [odd_images[n] for n in names] + [bad_images["truncated"][0], bad_images["bomb"][0]]
+    captions = pd.Series([f"caption {i}" for i in range(len(images))])
+    default = PairScorer.from_config(tiny_cfg)
+    fast = PairScorer.from_config(tiny_cfg.replace(gpu_decode=True))
+    deferred = [fast.loader.load(data).jpeg is not None for data in images]
+    # CMYK and non-JPEGs stay on PIL; a truncated JPEG has a good header, so its failure shows at decode.
+    assert deferred == [True, True, False, False, False, True, False]
+    want = default.score_frame(pd.Series(images), captions)
+    got = fast.score_frame(pd.Series(images), captions)
+    default.close()
+    fast.close()
+    assert got["similarity"].notna().tolist() == [True] * 5 + [False, False]
+    assert got["score_error"][5].startswith(("image_undecodable", "image_truncated"))
+    assert got["score_error"][6].startswith("image_too_large")
+    diff = np.abs(got["similarity"][:5].to_numpy(np.float64) - want["similarity"][:5].to_numpy(np.float64))
+    assert diff.max() < 1e-2
