@@ -6,7 +6,8 @@
 ``run_merge(spark, cfg)`` reads ``cfg.input``, scores it and upserts it into ``cfg.output`` by
 ``cfg.merge_keys``: matched rows get the source's columns, ``similarity``/``score_band``/``score_error``
 and the provenance columns (``clipscore.jobs.provenance``); unmatched rows are inserted. Columns the
-target lacks are added (Delta schema evolution, ``schema.autoMerge`` for the MERGE only).
+target lacks are added (Delta schema evolution: ``MERGE WITH SCHEMA EVOLUTION`` plus
+``schema.autoMerge`` for the MERGE statement only).
 
 How a run goes, and why:
 
@@ -67,11 +68,21 @@ MAX_EXAMPLES = 5
 
 
 @contextmanager
-def session_conf(spark: SparkSession, settings: dict[str, str]):
-    """Set session options for one block and put the previous values back afterwards."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
+def session_conf(spark: SparkSession, settings: dict[str, str], optional: tuple[str, ...] = ()):
+    """Set session options for one block and put the previous values back afterwards.
+
+    Keys in ``optional`` may be refused (Databricks serverless restricts many confs); then they are skipped.
+    """
+    previous = {}
     for key, value in settings.items():
-        spark.conf.set(key, value)
+        try:
+            previous[key] = spark.conf.get(key, None)
+            spark.conf.set(key, value)
+        except Exception:  # noqa: BLE001 - only for optional keys, re-raised otherwise
+            if key not in optional:
+                raise
+            previous.pop(key, None)
+            log.debug("session option %s could not be set here; relying on the SQL clause instead", key)
     try:
         yield
     finally:
@@ -186,8 +197,10 @@ def merge_sql(target: str, view: str, keys: list[str], only_changed: bool) -> st
         " OR t.score_input_hash IS DISTINCT FROM s.score_input_hash)"
         if only_changed else ""
     )
+    # Schema evolution two ways: the SQL clause (Databricks, newer Delta) and the session option
+    # (delta-spark 4.0.x parses the clause but only honours the option); either adds missing columns.
     return (
-        f"MERGE INTO {delta_identifier(target)} AS t USING `{view}` AS s ON {on} "
+        f"MERGE WITH SCHEMA EVOLUTION INTO {delta_identifier(target)} AS t USING `{view}` AS s ON {on} "
         f"WHEN MATCHED{guard} THEN UPDATE SET * "
         "WHEN NOT MATCHED THEN INSERT *"
     )
@@ -198,7 +211,8 @@ def merge_chunk(spark: SparkSession, cfg: ScoreConfig, scored: DataFrame, only_c
     view = f"_clipscore_merge_{uuid.uuid4().hex[:12]}"
     scored.createOrReplaceTempView(view)
     try:
-        with session_conf(spark, {AUTO_MERGE_KEY: "true", MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}):
+        settings = {AUTO_MERGE_KEY: "true", MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}
+        with session_conf(spark, settings, optional=(AUTO_MERGE_KEY,)):
             row = spark.sql(merge_sql(cfg.output, view, list(cfg.merge_keys), only_changed)).first()
     finally:
         spark.catalog.dropTempView(view)
