@@ -32,7 +32,6 @@ def main() -> None:
     from clipscore.jobs.merge import run_merge
     from clipscore.jobs.provenance import table_provenance
     from clipscore.jobs.score import run_score
-    from clipscore.random_model import build_random_clip  # noqa: F401 - importable without Spark state
 
     try:
         from PIL import Image
