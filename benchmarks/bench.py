@@ -408,7 +408,7 @@ def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format
         spark.sparkContext.setLogLevel("ERROR")
         try:
             t0 = time.perf_counter()
-            cold = run_score(spark, cfg_base.replace(input=str(warm), output=str(work / "spark_warmup_out"),
+            run_score(spark, cfg_base.replace(input=str(warm), output=str(work / "spark_warmup_out"),
                                                      mode="overwrite", output_format=output_format))
             cold_seconds = time.perf_counter() - t0
             loads_warm = len(load_log.read_text().splitlines())

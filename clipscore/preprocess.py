@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from PIL import Image
 
 
 class ImagePreprocessor:

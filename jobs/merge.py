@@ -40,7 +40,6 @@ import logging
 import math
 import time
 import uuid
-from contextlib import contextmanager
 from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
@@ -56,6 +55,7 @@ from clipscore.jobs.provenance import (
     with_provenance_columns,
 )
 from clipscore.jobs.score import MAX_RECORDS_KEY, add_scores, preflight
+from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.jobs.tables import read_table
 from clipscore.scorer import OUTPUT_COLUMNS
@@ -65,32 +65,6 @@ log = logging.getLogger("clipscore")
 AUTO_MERGE_KEY = "spark.databricks.delta.schema.autoMerge.enabled"
 CHUNK_COL = "_clipscore_chunk"
 MAX_EXAMPLES = 5
-
-
-@contextmanager
-def session_conf(spark: SparkSession, settings: dict[str, str], optional: tuple[str, ...] = ()):
-    """Set session options for one block and put the previous values back afterwards.
-
-    Keys in ``optional`` may be refused (Databricks serverless restricts many confs); then they are skipped.
-    """
-    previous = {}
-    for key, value in settings.items():
-        try:
-            previous[key] = spark.conf.get(key, None)
-            spark.conf.set(key, value)
-        except Exception:  # noqa: BLE001 - only for optional keys, re-raised otherwise
-            if key not in optional:
-                raise
-            previous.pop(key, None)
-            log.debug("session option %s could not be set here; relying on the SQL clause instead", key)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -17,6 +16,7 @@ from pyspark.sql import functions as F
 from clipscore.config import ConfigError, ScoreConfig
 from clipscore.jobs.provenance import record_provenance
 from clipscore.jobs.tables import read_source, validate_columns, write_table
+from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.model import check_model_loadable
 from clipscore.scorer import OUTPUT_COLUMNS
@@ -43,20 +43,6 @@ def add_scores(df: DataFrame, cfg: ScoreConfig) -> DataFrame:
     )
 
 
-@contextmanager
-def arrow_batch_size(spark: SparkSession, records: int):
-    """Set ``maxRecordsPerBatch`` for one job and put the session's value back afterwards."""
-    previous = spark.conf.get(MAX_RECORDS_KEY, None)
-    spark.conf.set(MAX_RECORDS_KEY, str(records))
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(MAX_RECORDS_KEY)
-        else:
-            spark.conf.set(MAX_RECORDS_KEY, previous)
-
-
 def preflight(spark: SparkSession, cfg: ScoreConfig) -> DataFrame:
     """Every check that can fail before Spark runs a task: options, model, source, columns."""
     if not cfg.input:
@@ -77,7 +63,7 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     partition_cols = ["score_band"] if cfg.partition_by_band else []
     log.info("scoring %s -> %s with %s (%s, %s)", cfg.input, cfg.output, cfg.model, cfg.device, cfg.precision)
     started = time.perf_counter()
-    with arrow_batch_size(spark, cfg.max_records_per_batch):
+    with session_conf(spark, {MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}):
         write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols)
     if cfg.output_format == "delta":
         record_provenance(spark, cfg.output, cfg)  # model, revision, precision, bands, version as table properties

@@ -6,10 +6,14 @@ start a local session ourselves, with Delta Lake wired in from the ``delta-spark
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
+
+log = logging.getLogger("clipscore")
 
 
 def active_session() -> SparkSession | None:
@@ -43,3 +47,29 @@ def get_or_create_session(app_name: str = "clipscore", master: str | None = None
     if os.environ.get("PYSPARK_GATEWAY_PORT"):  # launched by spark-submit: its --conf/--packages apply
         return SparkSession.builder.appName(app_name).getOrCreate(), True
     return local_session(app_name, master), True
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: dict[str, str], optional: tuple[str, ...] = ()):
+    """Set session options for one block and put the previous values back afterwards.
+
+    Keys in ``optional`` may be refused (Databricks serverless restricts many confs); then they are skipped.
+    """
+    previous = {}
+    for key, value in settings.items():
+        try:
+            previous[key] = spark.conf.get(key, None)
+            spark.conf.set(key, value)
+        except Exception:  # noqa: BLE001 - only for optional keys, re-raised otherwise
+            if key not in optional:
+                raise
+            previous.pop(key, None)
+            log.debug("session option %s could not be set here; relying on the SQL clause instead", key)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
