@@ -53,7 +53,7 @@ setup(
         "spark": ["pyspark>=3.5", "delta-spark>=3.2"],
         "gpu-decode": ["torchvision>=0.17"],
         "fs": ["fsspec>=2023.1"],
-        "dev": ["pytest>=8", "psutil>=5.9", "scikit-image>=0.24", "onnxruntime>=1.20"],
+        "dev": ["pytest>=8", "psutil>=5.9", "scikit-image>=0.24"],
     },
     entry_points={"console_scripts": ["clipscore=clipscore.cli:main"]},
 )
