@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -95,6 +96,8 @@ def delta_identifier(target: str) -> str:
     """SQL name of a Delta target: the catalog name as given, or ``delta.`path``` for a path."""
     if is_table_name(target):
         return target
+    if "://" not in target and not target.startswith("dbfs:"):
+        target = os.path.abspath(target)  # delta.`path` does not resolve relative paths
     return "delta.`" + target.replace("`", "``") + "`"
 
 

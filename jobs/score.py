@@ -66,7 +66,11 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     with session_conf(spark, {MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}):
         write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols)
     if cfg.output_format == "delta":
-        record_provenance(spark, cfg.output, cfg)  # model, revision, precision, bands, version as table properties
+        try:  # model, revision, precision, bands, version as table properties
+            record_provenance(spark, cfg.output, cfg)
+        except Exception as exc:  # noqa: BLE001 - the scores are written; missing metadata must not fail the run
+            log.warning("scores written, but provenance properties could not be set on %s: %s",
+                        cfg.output, str(exc).splitlines()[0][:300])
     metrics = observation.get
     log.debug("observed metrics: %s", metrics)
     summary = summary_from_metrics(metrics, time.perf_counter() - started)

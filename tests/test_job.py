@@ -206,3 +206,16 @@ def test_spark_submit_entry_takes_the_same_flags():
     for flag in ("--input", "--output", "--input-format", "--output-format", "--model", "--image-col",
                  "--caption-col", "--conf", "--set", "--mode"):
         assert flag in result.stdout
+
+
+def test_relative_output_path_with_provenance(spark, tmp_path, tiny_cfg, parquet_source):
+    """`make demo` writes to a relative path: Delta's path identifiers need it made absolute."""
+    import os
+
+    from clipscore.jobs.provenance import table_provenance
+
+    source, frame = parquet_source
+    relative = os.path.relpath(tmp_path / "scores")  # the JVM shares this process's working directory
+    run_score(spark, tiny_cfg.replace(input=str(source), output=relative))
+    assert spark.read.format("delta").load(str(tmp_path / "scores")).count() == len(frame)
+    assert table_provenance(spark, relative)["clipscore.model"] == tiny_cfg.model
