@@ -196,7 +196,10 @@ class PairScorer:
             used_images = np.unique(prepared.image_index[scorable])
             remap = np.full(len(prepared.pixel_values), -1, dtype=np.int64)
             remap[used_images] = np.arange(len(used_images))
-            image_embeds = self.encoder.embed_images(prepared.pixel_values[torch.from_numpy(used_images)])
+            pixels = prepared.pixel_values
+            if len(used_images) < len(pixels):  # skip the copy in the usual case: every image is used
+                pixels = pixels[torch.from_numpy(used_images)]
+            image_embeds = self.encoder.embed_images(pixels)
             text_embeds = self.encoder.embed_texts(**prepared.text_inputs)
             cos = cosine_rows(
                 image_embeds,
