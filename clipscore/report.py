@@ -26,7 +26,8 @@ def thumbnail_data_uri(image: Any, size: int = 128, base_path: str = "") -> str 
             raw = bytes(image)
         elif isinstance(image, str):
             path = image[len("file:"):] if image.startswith("file:") else image
-            raw = open(os.path.join(base_path, path), "rb").read()  # noqa: SIM115 - small, read once
+            with open(os.path.join(base_path, path), "rb") as handle:
+                raw = handle.read()
         else:
             return None
         with Image.open(io.BytesIO(raw)) as img:
