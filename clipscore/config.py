@@ -25,6 +25,7 @@ OUTPUT_FORMATS = ("delta", "parquet")
 WRITE_MODES = ("overwrite", "append", "error")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+_NEVER_DECODE = ("EPS", "PS", "PDF")
 
 # Score-affecting options: a row scored under the same values of these needs no re-scoring.
 SCORE_AFFECTING = ("model", "model_revision", "precision", "jpeg_draft", "gpu_decode")
@@ -60,8 +61,27 @@ class ScoreConfig:
     # --- image loading limits --------------------------------------------------------------------
     max_image_bytes: int = 32 * 1024 * 1024
     max_image_pixels: int = 100_000_000
+    # Longer side / shorter side; beyond it a row fails with image_aspect_ratio (the processor's
+    # shortest-side resize would cost memory and time proportional to the ratio).
+    max_aspect_ratio: float = 50.0
+    # Full-resolution pixels decoding at once in one Python worker (a budget shared by the decode
+    # threads); an image larger than the budget still decodes, alone.
+    max_pixels_in_flight: int = 200_000_000
+    # Formats Pillow may decode (Pillow format ids); never EPS/PostScript (Ghostscript).
+    image_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF")
+    # Characters of a caption handed to the tokenizer; far beyond what 77 tokens can use.
+    max_caption_chars: int = 8192
     http_timeout_s: float = 10.0
     http_retries: int = 1
+    http_max_redirects: int = 5
+    http_retry_after_max_s: float = 5.0  # longest Retry-After (429/503) we wait before a retry
+    # Refuse URLs whose host resolves to loopback, private, link-local or reserved addresses.
+    allow_private_urls: bool = False
+    # Use proxies and .netrc credentials from the environment (off: requests' trust_env=False).
+    http_trust_env: bool = False
+    # URL schemes read through fsspec (besides http(s) and local paths); chained URLs are refused.
+    fsspec_schemes: tuple[str, ...] = ("s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "wasb", "wasbs",
+                                       "hdfs", "dbfs", "oci", "oss")
     io_threads: int = 16
     decode_threads: int = 0  # 0: one per CPU core, at most 8
     prefetch_batches: int = 1
@@ -234,14 +254,29 @@ def _validate(cfg: ScoreConfig) -> None:
     _choice(cfg, "precision", PRECISIONS)
     if cfg.precision == "int8" and cfg.device == "cuda":
         raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
-    for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch", "merge_chunk_rows"):
+    for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch",
+                "merge_chunk_rows", "max_pixels_in_flight", "max_caption_chars"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"Option '{key}' must be at least 1; got {getattr(cfg, key)}.")
-    for key in ("decode_threads", "prefetch_batches", "http_retries", "repartition"):
+    for key in ("decode_threads", "prefetch_batches", "http_retries", "repartition", "http_max_redirects"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"Option '{key}' must be 0 or more; got {getattr(cfg, key)}.")
     if not (cfg.http_timeout_s > 0 and math.isfinite(cfg.http_timeout_s)):
         raise ConfigError(f"Option 'http_timeout_s' must be a positive number of seconds; got {cfg.http_timeout_s}.")
+    if not (cfg.max_aspect_ratio >= 1 and math.isfinite(cfg.max_aspect_ratio)):
+        raise ConfigError(f"Option 'max_aspect_ratio' must be a number >= 1 (longer side / shorter side); "
+                          f"got {cfg.max_aspect_ratio}.")
+    if not (cfg.http_retry_after_max_s >= 0 and math.isfinite(cfg.http_retry_after_max_s)):
+        raise ConfigError(f"Option 'http_retry_after_max_s' must be 0 or more seconds; got {cfg.http_retry_after_max_s}.")
+    if not cfg.image_formats:
+        raise ConfigError("Option 'image_formats' needs at least one Pillow format id, e.g. [JPEG, PNG, WEBP].")
+    if any(f.upper() in _NEVER_DECODE for f in cfg.image_formats):
+        raise ConfigError(f"Option 'image_formats' must not name {', '.join(_NEVER_DECODE)}: decoding them runs "
+                          "an external interpreter (Ghostscript). Remove them from the list.")
+    for scheme in cfg.fsspec_schemes:
+        if not scheme.isidentifier() or scheme.lower() in ("http", "https", "file", "local"):
+            raise ConfigError(f"Option 'fsspec_schemes' holds '{scheme}'; list remote filesystem schemes such as "
+                              "s3, gs, abfss (http(s) and local paths are handled without fsspec).")
     edges = cfg.band_edges
     if not edges:
         raise ConfigError("Option 'band_edges' needs at least one edge, e.g. [0.2, 0.28, 0.3].")

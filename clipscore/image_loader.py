@@ -1,32 +1,46 @@
-"""Stage 1: turn an image reference (bytes, path or URL) into an RGB ``PIL.Image`` or a reason.
+"""Stage 1: turn image references (bytes, paths, URLs) into small model-ready images, or reasons.
 
-Every failure is a value, never an exception: ``load`` returns ``LoadedImage(image=None,
-error="code: detail")`` and the row keeps going with a null score. The code before the colon is a
-stable category (used by the job summary); the detail is for people.
+    reference --fetch.Fetcher--> encoded bytes --decode--> RGB frame --reduce--> small tensor
 
-Memory is bounded: bytes are capped (``max_image_bytes``) before they are read in full, and the
-pixel count is checked from the header (``max_image_pixels``) before anything is decoded, so a
-decompression bomb costs a few kilobytes, not gigabytes.
+Every failure is a value, never an exception: an item comes back with ``error="code: detail"``
+(a category of ``clipscore.errors``) and the row keeps going with a null score.
+
+Memory and time per image are bounded before any pixel is decoded:
+
+* bytes are capped (``max_image_bytes``) by the fetcher, before they are read in full;
+* from the header alone: the format must be in ``image_formats`` (never EPS, which Pillow hands to
+  Ghostscript), the pixel count within ``max_image_pixels`` (Pillow's own bomb check follows it), the
+  aspect ratio within ``max_aspect_ratio`` (the processor resizes the *shortest* side to the model's
+  size, so a 1x100,000 strip would cost 224 x 22.4 M pixels);
+* full-resolution frames in flight share a budget of ``max_pixels_in_flight`` pixels across the
+  decode threads, and each frame is reduced to the model's input (``reduce``, the model's own
+  processor on that one image) in the thread that decoded it, so a batch holds only small tensors.
 """
 from __future__ import annotations
 
 import io
 import os
-import time
+import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
 from clipscore.config import ScoreConfig
+from clipscore.errors import row_error
+from clipscore.fetch import Fetcher, FetchError, is_remote, short
 
-_CHUNK = 256 * 1024
+# Our header checks run before Pillow's; its warning for sizes between its two thresholds is noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
 class LoadedImage:
-    image: Image.Image | None
+    # What ``reduce`` made of the decoded RGB frame (a small tensor), or the RGB frame itself when
+    # no reducer was given.
+    image: Any | None
     error: str | None = None
     # With ``defer_jpeg`` set, a checked RGB/grayscale JPEG comes back undecoded here instead, for a
     # batched torchvision/nvJPEG decode on the model's device (``gpu_decode``).
@@ -34,250 +48,175 @@ class LoadedImage:
 
 
 def _fail(code: str, detail: str) -> LoadedImage:
-    return LoadedImage(None, f"{code}: {detail}")
+    return LoadedImage(None, row_error(code, detail))
 
 
-class _Failed(Exception):
-    """Internal: carries a row error out of the fetch helpers (never leaves this module)."""
+class PixelBudget:
+    """A counting semaphore over pixels: at most ``limit`` full-resolution pixels decode at once.
 
-    def __init__(self, code: str, detail: str):
-        super().__init__(f"{code}: {detail}")
-        self.code, self.detail = code, detail
+    An image larger than the whole budget still runs, alone (it waits until nothing else holds pixels).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, pixels: int) -> int:
+        want = min(int(pixels), self.limit)
+        with self._cond:
+            while self._used + want > self.limit:
+                self._cond.wait()
+            self._used += want
+        return want
+
+    def release(self, taken: int) -> None:
+        with self._cond:
+            self._used -= taken
+            self._cond.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        return self._used
 
 
 class ImageLoader:
-    """Fetches and decodes images concurrently, with size, pixel and time limits from the config."""
+    """Fetches and decodes images concurrently, with size, pixel, shape and time limits from the config."""
 
     def __init__(self, cfg: ScoreConfig):
-        self.max_bytes = cfg.max_image_bytes
+        self.fetcher = Fetcher(cfg)
         self.max_pixels = cfg.max_image_pixels
-        self.timeout_s = cfg.http_timeout_s
-        self.retries = cfg.http_retries
-        self.base_path = cfg.image_base_path
+        self.max_aspect = cfg.max_aspect_ratio
+        self.formats = tuple(f.upper() for f in cfg.image_formats)
         self.jpeg_draft = cfg.jpeg_draft
+        self.budget = PixelBudget(cfg.max_pixels_in_flight)
         self.defer_jpeg = False  # set by the scorer when JPEGs are decoded on the model's device
         self.target_size = 224  # refined by set_target_size() once the model is known
         self._io_threads = cfg.io_threads
         self._decode_threads = cfg.decode_threads or min(8, os.cpu_count() or 1)
         self._io_pool: ThreadPoolExecutor | None = None
         self._decode_pool: ThreadPoolExecutor | None = None
-        self._http = None
+        # Pillow's own decompression-bomb check (warning above MAX_IMAGE_PIXELS, error above twice
+        # that) follows ours; process-wide, as Pillow's setting is.
+        Image.MAX_IMAGE_PIXELS = self.max_pixels
 
     def set_target_size(self, shortest_edge: int) -> None:
         self.target_size = int(shortest_edge)
 
     # ------------------------------------------------------------------------------------------
-    def load_many(self, refs: Sequence[Any]) -> list[LoadedImage]:
-        """Load every reference, concurrently; the result is aligned with ``refs``."""
+    def load_many(self, refs: Sequence[Any], reduce: Callable[[Image.Image], Any] | None = None) -> list[LoadedImage]:
+        """Load every reference, concurrently; the result is aligned with ``refs``.
+
+        ``reduce`` runs on each decoded RGB frame in the decode thread (while the frame holds its
+        share of the pixel budget); its result is the item's ``image``.
+        """
         if self._decode_pool is None:
             self._decode_pool = ThreadPoolExecutor(self._decode_threads, thread_name_prefix="clipscore-decode")
         futures = []
         for ref in refs:
-            if isinstance(ref, str) and _is_remote(ref):
+            if isinstance(ref, str) and is_remote(ref):
                 if self._io_pool is None:
                     self._io_pool = ThreadPoolExecutor(self._io_threads, thread_name_prefix="clipscore-io")
-                futures.append(self._io_pool.submit(self.load, ref))
+                futures.append(self._io_pool.submit(self._fetch_then_decode, ref, reduce))
             else:
-                futures.append(self._decode_pool.submit(self.load, ref))
+                futures.append(self._decode_pool.submit(self.load, ref, reduce))
         return [f.result() for f in futures]
 
-    def load(self, ref: Any) -> LoadedImage:
+    def _fetch_then_decode(self, ref: str, reduce) -> LoadedImage:
+        # Downloads wait on I/O threads; decoding moves to the (CPU-sized) decode pool.
         try:
-            data = self.read_bytes(ref)
-        except _Failed as failed:
-            return _fail(failed.code, failed.detail)
-        return self.decode(data)
+            data = self.fetcher.read_bytes(ref)
+        except FetchError as failed:
+            return LoadedImage(None, str(failed))
+        return self._decode_pool.submit(self.decode, data, reduce).result()
+
+    def load(self, ref: Any, reduce: Callable[[Image.Image], Any] | None = None) -> LoadedImage:
+        try:
+            data = self.fetcher.read_bytes(ref)
+        except FetchError as failed:
+            return LoadedImage(None, str(failed))
+        return self.decode(data, reduce)
 
     def close(self) -> None:
         for pool in (self._io_pool, self._decode_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
         self._io_pool = self._decode_pool = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-
-    # ------------------------------------------------------------------------------------------
-    # Fetching
-    # ------------------------------------------------------------------------------------------
-    def read_bytes(self, ref: Any) -> bytes:
-        if ref is None or (isinstance(ref, float) and ref != ref):  # None or NaN from pandas
-            raise _Failed("image_null", "the image cell is null")
-        if isinstance(ref, (bytes, bytearray, memoryview)):
-            data = bytes(ref)
-            if not data:
-                raise _Failed("image_empty", "the image bytes are empty")
-            if len(data) > self.max_bytes:
-                raise _Failed("image_too_large", f"{len(data)} bytes (limit max_image_bytes={self.max_bytes})")
-            return data
-        if not isinstance(ref, str):
-            raise _Failed("image_bad_type", f"expected bytes, a path or a URL, got {type(ref).__name__}")
-        ref = ref.strip()
-        if not ref:
-            raise _Failed("image_null", "the image path is empty")
-        lowered = ref.lower()
-        if lowered.startswith(("http://", "https://")):
-            return self._read_url(ref)
-        if "://" in ref and not lowered.startswith("file://"):
-            return self._read_fsspec(ref)
-        return self._read_local(self._local_path(ref))
-
-    def _local_path(self, ref: str) -> str:
-        if ref.lower().startswith("file://"):
-            ref = ref[len("file://"):]
-        elif ref.startswith("dbfs:/"):  # Databricks: DBFS is mounted at /dbfs on every node
-            ref = "/dbfs/" + ref[len("dbfs:/"):].lstrip("/")
-        if self.base_path and not os.path.isabs(ref):
-            ref = os.path.join(self.base_path, ref)
-        return ref
-
-    def _read_local(self, path: str) -> bytes:
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            raise _Failed("file_not_found", f"no such file: {path}") from None
-        except OSError as exc:
-            raise _Failed("file_unreadable", f"{path}: {exc.strerror or exc}") from None
-        if os.path.isdir(path):
-            raise _Failed("path_is_directory", f"{path} is a directory, not an image file")
-        if size == 0:
-            raise _Failed("image_empty", f"{path} is an empty file")
-        if size > self.max_bytes:
-            raise _Failed("image_too_large", f"{path} is {size} bytes (limit max_image_bytes={self.max_bytes})")
-        try:
-            with open(path, "rb") as handle:
-                return handle.read(self.max_bytes + 1)
-        except OSError as exc:
-            raise _Failed("file_unreadable", f"{path}: {exc.strerror or exc}") from None
-
-    def _read_fsspec(self, ref: str) -> bytes:
-        try:
-            import fsspec
-        except ImportError:
-            scheme = ref.split("://", 1)[0]
-            raise _Failed(
-                "unsupported_scheme",
-                f"no filesystem for '{scheme}://' (pip install fsspec and its {scheme} driver, e.g. s3fs)",
-            ) from None
-        try:
-            with fsspec.open(ref, "rb") as handle:
-                data = handle.read(self.max_bytes + 1)
-        except FileNotFoundError:
-            raise _Failed("file_not_found", f"no such file: {ref}") from None
-        except IsADirectoryError:
-            raise _Failed("path_is_directory", f"{ref} is a directory, not an image file") from None
-        except ImportError as exc:
-            raise _Failed("unsupported_scheme", f"{ref}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - any filesystem failure is a row error
-            raise _Failed("file_unreadable", f"{ref}: {type(exc).__name__}: {exc}") from None
-        if not data:
-            raise _Failed("image_empty", f"{ref} is an empty file")
-        if len(data) > self.max_bytes:
-            raise _Failed("image_too_large", f"{ref} is over max_image_bytes={self.max_bytes}")
-        return data
-
-    def _session(self):
-        if self._http is None:
-            import requests
-            from requests.adapters import HTTPAdapter
-
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=self._io_threads, pool_maxsize=self._io_threads)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = "clipscore/0.1 (+https://github.com/clipscore/clipscore)"
-            self._http = session
-        return self._http
-
-    def _read_url(self, url: str) -> bytes:
-        attempt = 0
-        while True:
-            try:
-                return self._read_url_once(url)
-            except _Failed as failed:
-                retryable = failed.code in ("url_timeout", "url_unreachable") or failed.detail.startswith("HTTP 5")
-                if not retryable or attempt >= self.retries:
-                    raise
-                attempt += 1
-                time.sleep(min(0.2 * attempt, 1.0))
-
-    def _read_url_once(self, url: str) -> bytes:
-        import requests
-
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            with self._session().get(url, stream=True, timeout=(self.timeout_s, self.timeout_s)) as resp:
-                if resp.status_code >= 400:
-                    raise _Failed("url_http_error", f"HTTP {resp.status_code} from {url}")
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise _Failed("image_too_large", f"{url} declares {declared} bytes (limit max_image_bytes={self.max_bytes})")
-                buf = bytearray()
-                for chunk in resp.iter_content(_CHUNK):
-                    buf += chunk
-                    if len(buf) > self.max_bytes:
-                        raise _Failed("image_too_large", f"{url} sent over max_image_bytes={self.max_bytes}")
-                    if time.monotonic() > deadline:
-                        raise _Failed("url_timeout", f"{url} took over http_timeout_s={self.timeout_s}s")
-        except _Failed:
-            raise
-        except requests.exceptions.Timeout:
-            raise _Failed("url_timeout", f"{url} did not answer within http_timeout_s={self.timeout_s}s") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise _Failed("url_unreachable", f"{url}: {_short(exc)}") from None
-        except requests.exceptions.RequestException as exc:
-            raise _Failed("url_unreachable", f"{url}: {type(exc).__name__}: {_short(exc)}") from None
-        if not buf:
-            raise _Failed("image_empty", f"{url} returned an empty body")
-        return bytes(buf)
+        self.fetcher.close()
 
     # ------------------------------------------------------------------------------------------
     # Decoding
     # ------------------------------------------------------------------------------------------
-    def decode(self, data: bytes) -> LoadedImage:
-        """Decode to RGB exactly as the reference does: first frame, ``.convert("RGB")``."""
+    def _open(self, data: bytes) -> Image.Image | LoadedImage:
+        """The image, header read and checked (nothing decoded yet), or a row error."""
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=self.formats)
         except Image.DecompressionBombError as exc:
-            return _fail("image_too_large", str(exc))
+            return _fail("image_too_large", f"{exc} (limit max_image_pixels={self.max_pixels})")
         except UnidentifiedImageError:
+            known = _identify_any(data)
+            if known is not None and known not in self.formats:
+                return _fail("image_format_not_allowed",
+                             f"{known} is not in image_formats ({', '.join(self.formats)})")
             return _fail("image_undecodable", "not a recognised image format")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a row error
-            return _fail("image_undecodable", f"{type(exc).__name__}: {_short(exc)}")
+            return _fail("image_undecodable", f"{type(exc).__name__}: {short(exc)}")
+        width, height = image.size
+        failure = None
+        if width < 1 or height < 1:
+            failure = _fail("image_undecodable", f"image has size {width}x{height}")
+        elif width * height > self.max_pixels:
+            failure = _fail("image_too_large",
+                            f"{width}x{height} = {width * height} pixels (limit max_image_pixels={self.max_pixels})")
+        elif max(width, height) > self.max_aspect * min(width, height):
+            failure = _fail("image_aspect_ratio",
+                            f"{width}x{height} has aspect ratio {max(width, height) / min(width, height):.1f} "
+                            f"(limit max_aspect_ratio={self.max_aspect:g})")
+        if failure is not None:
+            image.close()
+            return failure
+        return image
+
+    def decode(self, data: bytes, reduce: Callable[[Image.Image], Any] | None = None) -> LoadedImage:
+        """Decode to RGB exactly as the reference does (first frame, ``.convert("RGB")``), then reduce."""
+        opened = self._open(data)
+        if isinstance(opened, LoadedImage):
+            return opened
+        image = opened
+        taken = 0
         try:
             width, height = image.size
-            if width < 1 or height < 1:
-                return _fail("image_undecodable", f"image has size {width}x{height}")
-            if width * height > self.max_pixels:
-                return _fail(
-                    "image_too_large",
-                    f"{width}x{height} = {width * height} pixels (limit max_image_pixels={self.max_pixels})",
-                )
-            if self.defer_jpeg and image.format == "JPEG" and image.mode in ("RGB", "L"):
+            if self.defer_jpeg and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
                 return LoadedImage(None, None, jpeg=data)  # header checked; pixels decoded later
-            if self.jpeg_draft and image.format == "JPEG":
+            if self.jpeg_draft and image.format in ("JPEG", "MPO"):
                 # DCT-domain downscale while decoding: much faster for big JPEGs, changes pixels a little.
                 scale = self.target_size / min(width, height)
                 image.draft("RGB", (max(1, int(width * scale + 1)), max(1, int(height * scale + 1))))
+                width, height = image.size
+            taken = self.budget.acquire(width * height)
             image.load()
-            return LoadedImage(image.convert("RGB"))
+            rgb = image.convert("RGB")
+            return LoadedImage(reduce(rgb) if reduce is not None else rgb)
         except Image.DecompressionBombError as exc:
             return _fail("image_too_large", str(exc))
         except OSError as exc:
-            message = _short(exc)
-            if "truncated" in message or "broken data stream" in message or "premature end" in message.lower():
+            message = short(exc)
+            lowered = message.lower()
+            if "truncated" in lowered or "broken data stream" in lowered or "premature end" in lowered:
                 return _fail("image_truncated", message)
             return _fail("image_undecodable", message)
         except Exception as exc:  # noqa: BLE001
-            return _fail("image_undecodable", f"{type(exc).__name__}: {_short(exc)}")
+            return _fail("image_undecodable", f"{type(exc).__name__}: {short(exc)}")
         finally:
+            if taken:
+                self.budget.release(taken)
             image.close()
 
 
-def _is_remote(ref: str) -> bool:
-    return "://" in ref and not ref.lower().startswith("file://")
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _identify_any(data: bytes) -> str | None:
+    """Which Pillow format the bytes are, reading the header only (never decoding), or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # noqa: BLE001 - not an image Pillow knows at all
+        return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from clipscore.errors import row_error
+
 
 
 class ImagePreprocessor:
@@ -49,7 +51,7 @@ class JpegDecoder:
             try:
                 out.append((decode_jpeg(item, mode=ImageReadMode.RGB, device=self.device), None))
             except Exception as exc:  # noqa: BLE001 - a data error, not a code error
-                out.append((None, f"image_undecodable: JPEG decode failed: {str(exc).strip()[:200]}"))
+                out.append((None, row_error("image_undecodable", f"JPEG decode failed: {str(exc).strip()[:200]}")))
         return out
 
 
@@ -73,9 +75,9 @@ class CaptionTokenizer:
 def caption_error(caption: Any) -> str | None:
     """A reason when a caption cannot be scored (null, not text, empty or blank), else None."""
     if caption is None or (isinstance(caption, float) and caption != caption):
-        return "caption_null: the caption cell is null"
+        return row_error("caption_null", "the caption cell is null")
     if not isinstance(caption, str):
-        return f"caption_bad_type: expected text, got {type(caption).__name__}"
+        return row_error("caption_bad_type", f"expected text, got {type(caption).__name__}")
     if not caption.strip():
-        return "caption_empty: the caption is empty or blank"
+        return row_error("caption_empty", "the caption is empty or blank")
     return None

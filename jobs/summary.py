@@ -11,14 +11,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from clipscore.bands import ERROR_BAND, band_labels
-
-# Stable error categories produced by the scoring core (the text before ':' in score_error).
-ERROR_CODES = (
-    "image_null", "image_empty", "image_bad_type", "image_too_large", "image_undecodable", "image_truncated",
-    "file_not_found", "path_is_directory", "file_unreadable", "unsupported_scheme",
-    "url_http_error", "url_timeout", "url_unreachable",
-    "caption_null", "caption_bad_type", "caption_empty",
-)
+from clipscore.errors import ERROR_CODES  # the one registry of row error categories
 
 
 @dataclass
