@@ -63,7 +63,7 @@ class ScoreConfig:
     max_image_pixels: int = 100_000_000
     # Longer side / shorter side; beyond it a row fails with image_aspect_ratio (the processor's
     # shortest-side resize would cost memory and time proportional to the ratio).
-    max_aspect_ratio: float = 50.0
+    max_aspect_ratio: float = 200.0
     # Full-resolution pixels decoding at once in one Python worker (a budget shared by the decode
     # threads); an image larger than the budget still decodes, alone.
     max_pixels_in_flight: int = 200_000_000

@@ -26,6 +26,16 @@ class ImagePreprocessor:
             images=list(images), return_tensors="pt", input_data_format="channels_first", **kwargs
         )["pixel_values"]
 
+    def one(self, image: Any):
+        """One RGB image -> float32 ``[3, H, W]`` on the CPU, in the thread that decoded it.
+
+        The processor treats each image of a batch independently, so this equals the batched call
+        (tested); calling it per image lets the full-resolution frame go right after decoding.
+        """
+        return self.image_processor(
+            images=[image], return_tensors="pt", input_data_format="channels_first"
+        )["pixel_values"][0]
+
 
 class JpegDecoder:
     """Batched JPEG decode with torchvision on the model's device: nvJPEG on CUDA, libjpeg-turbo on CPU.
@@ -56,14 +66,19 @@ class JpegDecoder:
 
 
 class CaptionTokenizer:
-    def __init__(self, tokenizer: Any, max_length: int):
+    def __init__(self, tokenizer: Any, max_length: int, max_chars: int = 8192):
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.max_chars = max_chars
 
     def __call__(self, captions: Sequence[str]) -> dict:
-        """Captions -> ``input_ids``/``attention_mask``, padded to the batch's longest, truncated to the model."""
+        """Captions -> ``input_ids``/``attention_mask``, padded to the batch's longest, truncated to the model.
+
+        A caption is cut to ``max_chars`` characters first, so a megabyte-long cell costs no more
+        than a long caption; 77 tokens never reach that far on real text (whitespace runs aside).
+        """
         encoded = self.tokenizer(
-            list(captions),
+            [c[: self.max_chars] for c in captions],
             padding="longest",
             truncation=True,
             max_length=self.max_length,

@@ -25,6 +25,7 @@ import torch
 from clipscore.bands import assign_bands
 from clipscore.config import ScoreConfig
 from clipscore.encode import ClipEncoder, cosine_rows
+from clipscore.errors import row_error
 from clipscore.image_loader import ImageLoader, LoadedImage
 from clipscore.model import MODEL_CACHE, ClipBundle, ModelKey, resolve_device, resolve_precision
 from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, JpegDecoder, caption_error
@@ -86,7 +87,7 @@ class PairScorer:
             self.loader.defer_jpeg = True
             self.jpeg_decoder = JpegDecoder(bundle.device)
         self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None)
-        self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length)
+        self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length, cfg.max_caption_chars)
         self.encoder = ClipEncoder(bundle, cfg.batch_size)
         self.times = StageTimes()
         self._prep_pool: ThreadPoolExecutor | None = None
@@ -146,10 +147,12 @@ class PairScorer:
         # Load each distinct image reference once; rows whose caption is already bad are skipped.
         candidate_rows = [i for i in range(n) if errors[i] is None]
         distinct_refs, row_to_ref = _dedupe(image_values, candidate_rows)
-        loaded = self.loader.load_many(distinct_refs)
+        # Each frame is reduced to a model-sized tensor in the thread that decoded it: a batch never
+        # holds full-resolution frames (the loader's pixel budget bounds those in flight).
+        loaded = self.loader.load_many(distinct_refs, reduce=self.preprocess.one)
+        t = self.times.add("load_decode_resize", t)
         if self.jpeg_decoder is not None:
             loaded = self._decode_deferred(loaded)
-        t = self.times.add("load_decode", t)
 
         good_images: list = []
         ref_to_good: dict[int, int] = {}
@@ -165,7 +168,7 @@ class PairScorer:
             else:
                 errors[row] = loaded[ref_idx].error
 
-        pixel_values = self.preprocess(good_images) if good_images else None
+        pixel_values = torch.stack(good_images) if good_images else None
         t = self.times.add("preprocess", t)
 
         scorable = [i for i in range(n) if errors[i] is None]
@@ -178,13 +181,20 @@ class PairScorer:
         return _Prepared(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
 
     def _decode_deferred(self, loaded: list[LoadedImage]) -> list[LoadedImage]:
-        """Decode the JPEGs the loader left encoded, in one batch on the model's device."""
+        """Decode the JPEGs the loader left encoded, in one batch on the model's device, then resize them."""
         pending = [i for i, item in enumerate(loaded) if item.jpeg is not None]
         if not pending:
             return loaded
         loaded = list(loaded)
-        for i, (image, error) in zip(pending, self.jpeg_decoder([loaded[i].jpeg for i in pending])):
-            loaded[i] = LoadedImage(image, error)
+        decoded = self.jpeg_decoder([loaded[i].jpeg for i in pending])
+        ok = [(i, image) for i, (image, _) in zip(pending, decoded) if image is not None]
+        for i, (image, error) in zip(pending, decoded):
+            if image is None:
+                loaded[i] = LoadedImage(None, error)
+        if ok:
+            pixels = self.preprocess([image for _, image in ok]).cpu()
+            for (i, _), tensor in zip(ok, pixels):
+                loaded[i] = LoadedImage(tensor)
         return loaded
 
     def _compute(self, prepared: _Prepared) -> pd.DataFrame:
@@ -208,6 +218,13 @@ class PairScorer:
                 torch.from_numpy(prepared.text_index[scorable]),
             )
             similarity[scorable] = cos.numpy().astype(np.float32)
+            # A NaN, infinite or zero embedding (fp16 overflow, a degenerate input) is a row error
+            # with its own reason, never a null score without one.
+            invalid = scorable[~np.isfinite(similarity[scorable])]
+            for row in invalid:
+                prepared.errors[row] = row_error(
+                    "embedding_invalid", f"the {self.bundle.key.precision} model gave a NaN, infinite or zero embedding")
+            similarity[invalid] = np.nan
         t = self.times.add("model", t)
         out = pd.DataFrame(
             {
@@ -219,7 +236,7 @@ class PairScorer:
         if len(out) != prepared.n_rows:  # a code error, never a data error: fail loudly
             raise RuntimeError(f"scorer produced {len(out)} rows for {prepared.n_rows} inputs")
         self.times.rows += prepared.n_rows
-        self.times.scored += len(scorable)
+        self.times.scored += int(np.isfinite(similarity).sum())
         self.times.add("band", t)
         return out
 

@@ -37,7 +37,8 @@ def tiny_model_dir(tmp_path_factory) -> str:
 def tiny_cfg(tiny_model_dir):
     from clipscore.config import ScoreConfig
 
-    return ScoreConfig(model=tiny_model_dir, device="cpu", precision="fp32", batch_size=4, http_timeout_s=2.0)
+    return ScoreConfig(model=tiny_model_dir, device="cpu", precision="fp32", batch_size=4, http_timeout_s=2.0,
+                       allow_private_urls=True)  # the test HTTP server is on loopback
 
 
 # -------------------------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ def odd_images() -> dict[str, bytes]:
         "rgba": encode(rgb.convert("RGBA"), "PNG"),
         "animated_gif": gif.getvalue(),
         "one_pixel": encode(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG"),
-        "very_wide": encode(photo_like(3000, 12, seed=4), "JPEG"),
+        "very_wide": encode(photo_like(3000, 15, seed=4), "JPEG"),  # aspect 200: the default limit
         "very_large": encode(photo_like(2400, 1800, seed=5), "JPEG", quality=70),
         "webp": encode(rgb, "WEBP"),
     }
