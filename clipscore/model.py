@@ -196,10 +196,12 @@ MODEL_CACHE = ModelCache()  # the one per-process owner; Spark workers reuse it 
 # -------------------------------------------------------------------------------------------------
 # Driver-side check
 # -------------------------------------------------------------------------------------------------
-def check_model_loadable(model: str, revision: str | None = None) -> None:
+def check_model_loadable(model: str, revision: str | None = None) -> str | None:
     """Fail fast (ConfigError) unless ``model`` names a loadable CLIP with safetensors weights.
 
-    Reads only config and tokenizer files; the weights are loaded later, on the executors.
+    Reads only config and tokenizer files; the weights are loaded later, on the executors. Returns
+    the commit the hub resolved ``revision`` to (None for a local folder): the jobs pin it, so every
+    executor loads the same weights and provenance names them.
     """
     local = Path(model).expanduser()
     # Hub ids are "name" or "org/name"; anything that exists, is explicitly relative/absolute, or has
@@ -209,7 +211,7 @@ def check_model_loadable(model: str, revision: str | None = None) -> None:
     try:
         from transformers import CLIPConfig, CLIPProcessor
 
-        CLIPConfig.from_pretrained(model, revision=revision)
+        config = CLIPConfig.from_pretrained(model, revision=revision)
         CLIPProcessor.from_pretrained(model, revision=revision)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(
@@ -221,6 +223,10 @@ def check_model_loadable(model: str, revision: str | None = None) -> None:
             f"Model '{model}' has no safetensors weights on the hub (we never load pickled .bin weights). "
             "Convert it (e.g. `CLIPModel.from_pretrained(...).save_pretrained(dir)`) and pass --model dir."
         )
+    if local.exists():
+        return None
+    commit = getattr(config, "_commit_hash", None)
+    return commit if isinstance(commit, str) and commit else None
 
 
 def _check_local_folder(folder: Path, name: str) -> None:

@@ -16,7 +16,10 @@ import pandas as pd
 
 from clipscore.config import ScoreConfig
 
-RESULT_SCHEMA = "similarity float, score_band string, score_error string"
+# The core's three columns, plus what actually ran on this worker (resolved from ``auto``): the
+# device class (cpu/cuda) and precision, for provenance and the score fingerprint.
+RESULT_SCHEMA = "similarity float, score_band string, score_error string, score_device string, score_precision string"
+RUNTIME_COLUMNS = ("score_device", "score_precision")
 
 
 def assigned_gpus() -> list[str]:
@@ -42,8 +45,11 @@ def score_iterator(cfg: ScoreConfig, batches: Iterator[tuple[pd.Series, pd.Serie
     from clipscore.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg, assigned_gpus())
+    device_class = scorer.bundle.key.device.split(":", 1)[0]
+    precision = scorer.bundle.key.precision
     try:
-        yield from scorer.score_batches(reslice(batches, cfg.batch_size))
+        for out in scorer.score_batches(reslice(batches, cfg.batch_size)):
+            yield out.assign(score_device=device_class, score_precision=precision)
     finally:
         scorer.close()
 
