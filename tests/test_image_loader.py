@@ -8,7 +8,8 @@ from clipscore.image_loader import ImageLoader
 
 @pytest.fixture()
 def loader():
-    image_loader = ImageLoader(ScoreConfig(http_timeout_s=1.0, http_retries=0, max_image_bytes=1_000_000))
+    image_loader = ImageLoader(ScoreConfig(http_timeout_s=1.0, http_retries=0, max_image_bytes=1_000_000,
+                                           allow_private_urls=True))  # the test server is on loopback
     yield image_loader
     image_loader.close()
 
@@ -80,7 +81,7 @@ def test_urls(loader, http_server, odd_images):
     assert ok.error is None and ok.image.size == (64, 48)
     assert code(loader.load(f"{http_server}/img/missing")) == "url_http_error"
     assert "HTTP 404" in loader.load(f"{http_server}/img/missing").error
-    assert code(loader.load(f"{http_server}/error500")) == "url_http_error"
+    assert code(loader.load(f"{http_server}/error500")) == "url_server_error"
     assert code(loader.load(f"{http_server}/huge")) == "image_too_large"
     assert code(loader.load(f"{http_server}/slow/3")) == "url_timeout"
 
