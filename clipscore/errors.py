@@ -43,6 +43,7 @@ _CATEGORIES = (
     ErrorCategory("url_blocked",
                   "the host resolves to a loopback, private, link-local (cloud metadata) or reserved address "
                   "(`allow_private_urls` lifts it), or a redirect to a non-http(s) scheme"),
+    ErrorCategory("url_invalid", "a malformed URL or host name"),
     ErrorCategory("url_http_error", "HTTP 4xx other than 429 (retrying cannot help)"),
     ErrorCategory("url_server_error", "HTTP 5xx after the retries", transient=True),
     ErrorCategory("url_rate_limited", "HTTP 429 after the retries", transient=True),

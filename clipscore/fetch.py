@@ -317,7 +317,7 @@ class _ReachGuard:
             transient = exc.errno in (socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", None))
             raise FetchError("url_unreachable", f"cannot resolve host {host}", retryable=transient) from None
         except (UnicodeError, ValueError):
-            raise FetchError("url_unreachable", f"invalid host name {host!r}") from None
+            raise FetchError("url_invalid", f"invalid host name {host!r}") from None
 
     def check_peer(self, sock: socket.socket) -> None:
         """The address actually connected to (belt and braces after connecting to a checked one)."""
@@ -798,7 +798,7 @@ class Fetcher:
                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
                        UnicodeError, ValueError)
             if isinstance(exc, invalid):
-                raise FetchError("url_unreachable", f"{redact_url(url)}: not a valid URL "
+                raise FetchError("url_invalid", f"{redact_url(url)}: not a valid URL "
                                                     f"({type(exc).__name__})") from None
             raise FetchError("url_unreachable", f"{redact_url(url)}: {_cause(exc)}", retryable=True) from None
 

@@ -607,3 +607,14 @@ def test_fsspec_listed_scheme_reads_with_the_size_cap():
     assert Fetcher(ScoreConfig(fsspec_schemes=("memory",))).read_bytes(name) == PAYLOAD
     capped = Fetcher(ScoreConfig(fsspec_schemes=("memory",), max_image_bytes=100))
     assert fails(capped, name)[0].code == "image_too_large"
+
+
+def test_malformed_urls_are_invalid_not_transient():
+    from clipscore.errors import TRANSIENT_CODES
+
+    fetcher = Fetcher(ScoreConfig(http_retries=2))
+    for url in ("http://", "http://exa mple.com/x.jpg", "http://[::1/x.jpg"):
+        with pytest.raises(FetchError) as caught:
+            fetcher.read_bytes(url)
+        assert caught.value.code == "url_invalid", (url, str(caught.value))
+        assert caught.value.code not in TRANSIENT_CODES
