@@ -12,6 +12,7 @@ loaded and encoded once.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,10 @@ from clipscore.model import MODEL_CACHE, ClipBundle, ModelKey, resolve_device, r
 from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, JpegDecoder, caption_error
 
 OUTPUT_COLUMNS = ("similarity", "score_band", "score_error")
+
+# Optional (ops, tests): append "pid<TAB>pairs" per batch for the pairs the model scored, so a run can
+# prove that every row went through the model exactly once.
+PAIR_LOG_ENV = "CLIPSCORE_PAIR_LOG"
 
 
 @dataclass
@@ -237,20 +242,33 @@ class PairScorer:
             raise RuntimeError(f"scorer produced {len(out)} rows for {prepared.n_rows} inputs")
         self.times.rows += prepared.n_rows
         self.times.scored += int(np.isfinite(similarity).sum())
+        _record_pairs(len(scorable))
         self.times.add("band", t)
         return out
 
 
+def _record_pairs(pairs: int) -> None:
+    path = os.environ.get(PAIR_LOG_ENV)
+    if path and pairs:
+        with open(path, "a", encoding="utf-8") as handle:  # one short append: atomic across processes
+            handle.write(f"{os.getpid()}\t{pairs}\n")
+
+
 def score_pandas(df: pd.DataFrame, cfg: ScoreConfig, assigned_gpus: Sequence[str] = ()) -> pd.DataFrame:
-    """Convenience for notebooks, Ray or Dask: ``df`` plus the three score columns (model from the cache)."""
+    """Notebooks, Ray or Dask: ``df`` plus the three score columns (model from the process-wide cache).
+
+    Memory is bounded whatever ``len(df)``: rows go to the model in ``batch_size`` slices with
+    ``prefetch_batches`` prepared ahead, as in the Spark UDF; only the (small) score columns of the
+    whole frame are kept.
+    """
     scorer = PairScorer.from_config(cfg, assigned_gpus)
+    images, captions = df[cfg.image_col], df[cfg.caption_col]
+    slices = ((images.iloc[i : i + cfg.batch_size], captions.iloc[i : i + cfg.batch_size])
+              for i in range(0, len(df), cfg.batch_size))
     try:
-        parts = []
-        for start in range(0, len(df), cfg.max_records_per_batch):
-            chunk = df.iloc[start : start + cfg.max_records_per_batch]
-            parts.append(scorer.score_frame(chunk[cfg.image_col], chunk[cfg.caption_col]))
-        scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+        parts = list(scorer.score_batches(slices))
     finally:
         scorer.close()
+    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
     scores.index = df.index
     return pd.concat([df, scores], axis=1)
