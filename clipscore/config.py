@@ -99,6 +99,9 @@ class ScoreConfig:
     skip_scored: bool = True
     # Rows per MERGE commit: a killed run loses at most one chunk of work and resumes from the rest.
     merge_chunk_rows: int = 1_000_000
+    # Where a merge stages the rows it will score (read once from the source, then chunk by chunk).
+    # Empty: a hidden sibling of a path target, else <spark.sql.warehouse.dir>/_clipscore_staging.
+    merge_staging_dir: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
