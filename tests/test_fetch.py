@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-import clipscore.fetch as fetch_module
+import clipscore.reach as reach_module
 from clipscore.config import ScoreConfig
 from clipscore.fetch import Fetcher, FetchError, redact_url
 
@@ -320,7 +320,7 @@ def test_redirects_to_other_schemes_are_blocked(server, target):
 def test_every_redirect_hop_is_checked(server, monkeypatch):
     # Only loopback servers exist here, so treat 127.0.0.1 as public and 127.0.0.2 as private: the
     # first hop passes, the redirect to 127.0.0.2 must be refused before any connection to it.
-    monkeypatch.setattr(fetch_module, "blocked_reason", lambda ip: "private" if ip == "127.0.0.2" else None)
+    monkeypatch.setattr(reach_module, "blocked_reason", lambda ip: "private" if ip == "127.0.0.2" else None)
     fetcher = Fetcher(ScoreConfig(http_retries=0))
     port = server.rsplit(":", 1)[1]
     assert fetcher.read_bytes(f"{server}/ok") == PAYLOAD
