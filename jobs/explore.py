@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from clipscore.config import ScoreConfig
-from clipscore.jobs.tables import read_table
+from clipscore.jobs.tables import col, read_table
 
 
 def rows_per_band(spark: SparkSession, table: str, fmt: str = "delta") -> DataFrame:
@@ -30,4 +30,4 @@ def lowest_scoring(spark: SparkSession, cfg: ScoreConfig, table: str, n: int = 2
     scored = read_table(spark, table, fmt)
     keep = [c for c in scored.columns if c in (cfg.image_col, cfg.caption_col, "similarity", "score_band", "score_error")]
     lowest = scored.filter(F.col("similarity").isNotNull()).orderBy(F.col("similarity").asc()).limit(n)
-    return lowest.select(*keep).toPandas()
+    return lowest.select(*[col(c) for c in keep]).toPandas()

@@ -57,7 +57,7 @@ from clipscore.jobs.provenance import (
 from clipscore.jobs.score import MAX_RECORDS_KEY, add_scores, preflight
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
-from clipscore.jobs.tables import read_table
+from clipscore.jobs.tables import col, quote_identifier, read_table
 from clipscore.scorer import OUTPUT_COLUMNS
 
 log = logging.getLogger("clipscore")
@@ -107,8 +107,8 @@ def check_unique_keys(source: DataFrame, keys: list[str]) -> int:
     """Number of source rows; ConfigError with examples when a key is null or occurs more than once."""
     any_null = F.lit(False)
     for key in keys:
-        any_null = any_null | F.col(f"`{key}`").isNull()
-    per_key = source.groupBy(*[F.col(f"`{k}`") for k in keys]).agg(F.count(F.lit(1)).alias("n"))
+        any_null = any_null | col(key).isNull()
+    per_key = source.groupBy(*[col(k) for k in keys]).agg(F.count(F.lit(1)).alias("n"))
     stats = per_key.agg(
         F.coalesce(F.sum("n"), F.lit(0)).alias("rows"),
         F.coalesce(F.sum(F.when(F.col("n") > 1, 1)), F.lit(0)).alias("duplicated_keys"),
@@ -120,7 +120,8 @@ def check_unique_keys(source: DataFrame, keys: list[str]) -> int:
             "match them and would insert them again on every run. Filter them out or fill the key first."
         )
     if stats["duplicated_keys"]:
-        examples = per_key.filter(F.col("n") > 1).orderBy(F.col("n").desc(), *keys).limit(MAX_EXAMPLES).collect()
+        examples = (per_key.filter(F.col("n") > 1).orderBy(F.col("n").desc(), *[col(k) for k in keys])
+                    .limit(MAX_EXAMPLES).collect())
         shown = "; ".join(
             ", ".join(f"{k}={row[k]!r}" for k in keys) + f" ({row['n']} rows)" for row in examples
         )
@@ -146,7 +147,7 @@ def rows_to_score(spark: SparkSession, cfg: ScoreConfig, source: DataFrame, targ
     done = (
         read_table(spark, cfg.output, "delta")
         .filter(F.col("score_fingerprint") == F.lit(score_fingerprint(cfg)))
-        .select(*[F.col(f"`{k}`") for k in keys], F.col("score_input_hash"))
+        .select(*[col(k) for k in keys], F.col("score_input_hash"))
     )
     return hashed.join(done, on=[*keys, "score_input_hash"], how="left_anti")
 
@@ -157,14 +158,14 @@ def chunk_count(rows: int, chunk_rows: int) -> int:
 
 def chunk_expr(keys: list[str], chunks: int):
     """Which chunk a row belongs to: a hash of its key, so a chunk is the same set on every read."""
-    return F.pmod(F.xxhash64(*[F.col(f"`{k}`") for k in keys]), F.lit(chunks))
+    return F.pmod(F.xxhash64(*[col(k) for k in keys]), F.lit(chunks))
 
 
 # -------------------------------------------------------------------------------------------------
 # MERGE
 # -------------------------------------------------------------------------------------------------
 def merge_sql(target: str, view: str, keys: list[str], only_changed: bool) -> str:
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    on = " AND ".join(f"t.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in keys)
     # Guard for concurrent writers: never rewrite a row that already holds this exact score.
     guard = (
         " AND (t.score_fingerprint IS DISTINCT FROM s.score_fingerprint"
@@ -174,7 +175,7 @@ def merge_sql(target: str, view: str, keys: list[str], only_changed: bool) -> st
     # Schema evolution two ways: the SQL clause (Databricks, newer Delta) and the session option
     # (delta-spark 4.0.x parses the clause but only honours the option); either adds missing columns.
     return (
-        f"MERGE WITH SCHEMA EVOLUTION INTO {delta_identifier(target)} AS t USING `{view}` AS s ON {on} "
+        f"MERGE WITH SCHEMA EVOLUTION INTO {delta_identifier(target)} AS t USING {quote_identifier(view)} AS s ON {on} "
         f"WHEN MATCHED{guard} THEN UPDATE SET * "
         "WHEN NOT MATCHED THEN INSERT *"
     )

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 
 from clipscore import __version__
 from clipscore.config import ScoreConfig
-from clipscore.jobs.tables import is_table_name
+from clipscore.jobs.tables import col, is_table_name, table_identifier
 
 log = logging.getLogger("clipscore")
 
@@ -60,7 +60,7 @@ def score_fingerprint(cfg: ScoreConfig) -> str:
 def input_hash(cfg: ScoreConfig) -> Column:
     """SHA-256 over the image (bytes or reference string) and the caption; nulls hash distinctly."""
     def part(name: str) -> Column:
-        return F.coalesce(F.sha2(F.col(f"`{name}`").cast("binary"), 256), F.lit("null"))
+        return F.coalesce(F.sha2(col(name).cast("binary"), 256), F.lit("null"))
 
     return F.sha2(F.concat_ws("|", part(cfg.image_col), part(cfg.caption_col)), 256)
 
@@ -93,9 +93,9 @@ def provenance_properties(cfg: ScoreConfig) -> dict[str, str]:
 
 
 def delta_identifier(target: str) -> str:
-    """SQL name of a Delta target: the catalog name as given, or ``delta.`path``` for a path."""
+    """SQL name of a Delta target: the validated catalog name, each part quoted, or ``delta.`path``` for a path."""
     if is_table_name(target):
-        return target
+        return table_identifier(target)
     if "://" not in target and not target.startswith("dbfs:"):
         target = os.path.abspath(target)  # delta.`path` does not resolve relative paths
     return "delta.`" + target.replace("`", "``") + "`"

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from clipscore.config import ConfigError, ScoreConfig
 from clipscore.jobs.provenance import record_provenance
-from clipscore.jobs.tables import read_source, validate_columns, write_table
+from clipscore.jobs.tables import check_names, col, read_source, validate_columns, write_table
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.model import check_model_loadable
@@ -34,9 +34,9 @@ def add_scores(df: DataFrame, cfg: ScoreConfig) -> DataFrame:
     if cfg.repartition:
         base = base.repartition(cfg.repartition)
     udf = make_score_udf(cfg)
-    scored = base.withColumn("_clipscore", udf(F.col(cfg.image_col), F.col(cfg.caption_col)))
+    scored = base.withColumn("_clipscore", udf(col(cfg.image_col), col(cfg.caption_col)))
     return scored.select(
-        *[F.col(f"`{c}`") for c in base.columns],
+        *[col(c) for c in base.columns],
         F.col("_clipscore.similarity").alias("similarity"),
         F.col("_clipscore.score_band").alias("score_band"),
         F.col("_clipscore.score_error").alias("score_error"),
@@ -44,9 +44,10 @@ def add_scores(df: DataFrame, cfg: ScoreConfig) -> DataFrame:
 
 
 def preflight(spark: SparkSession, cfg: ScoreConfig) -> DataFrame:
-    """Every check that can fail before Spark runs a task: options, model, source, columns."""
+    """Every check that can fail before Spark runs a task: names, model, source, columns."""
     if not cfg.input:
         raise ConfigError("No input: pass --input with a path (Delta, Parquet or CSV) or a catalog table name.")
+    check_names(cfg)
     check_model_loadable(cfg.model, cfg.model_revision)
     source = read_source(spark, cfg)
     validate_columns(source, cfg)
@@ -59,12 +60,14 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
         raise ConfigError("No output: pass --output with a path or a catalog table name.")
     source = preflight(spark, cfg)
     observation = Observation("clipscore_summary")
-    scored = add_scores(source, cfg).observe(observation, *summary_metrics(cfg.band_edges))
+    scored = add_scores(source, cfg)
+    columns = scored.columns  # now: on Spark Connect, analysing the observed frame would empty the observation
+    scored = scored.observe(observation, *summary_metrics(cfg.band_edges))
     partition_cols = ["score_band"] if cfg.partition_by_band else []
     log.info("scoring %s -> %s with %s (%s, %s)", cfg.input, cfg.output, cfg.model, cfg.device, cfg.precision)
     started = time.perf_counter()
     with session_conf(spark, {MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}):
-        write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols)
+        write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols, columns)
     if cfg.output_format == "delta":
         try:  # model, revision, precision, bands, version as table properties
             record_provenance(spark, cfg.output, cfg)
