@@ -17,7 +17,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean-env print-venv
+.PHONY: setup demo test bench bench-scale clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -49,6 +49,10 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench.py
+
+# score and merge at 2,000 / 20,000 / 100,000 rows, tiny model (about 15 min on 2 cores); see benchmarks/scale.py
+bench-scale: setup
+	$(PY) benchmarks/scale.py
 
 print-venv:
 	@echo $(VENV)
