@@ -91,6 +91,10 @@ class ScoreConfig:
 
     # --- Spark -----------------------------------------------------------------------------------
     max_records_per_batch: int = 1024
+    # spark.sql.execution.arrow.maxBytesPerBatch for scoring: image bytes per Arrow batch in a worker.
+    max_bytes_per_batch: int = 64 * 1024 * 1024
+    # Input columns not copied into the output (e.g. the image bytes, already in the source table).
+    drop_columns: tuple[str, ...] = ()
     partition_by_band: bool = True
     repartition: int = 0  # 0: keep the input's partitioning
 
@@ -258,6 +262,7 @@ def _validate(cfg: ScoreConfig) -> None:
     if cfg.precision == "int8" and cfg.device == "cuda":
         raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
     for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch",
+                "max_bytes_per_batch",
                 "merge_chunk_rows", "max_pixels_in_flight", "max_caption_chars"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"Option '{key}' must be at least 1; got {getattr(cfg, key)}.")
@@ -290,5 +295,9 @@ def _validate(cfg: ScoreConfig) -> None:
     for key in ("image_col", "caption_col", "model"):
         if not getattr(cfg, key):
             raise ConfigError(f"Option '{key}' must not be empty.")
+    if cfg.max_bytes_per_batch >= 2**31:
+        raise ConfigError(f"Option 'max_bytes_per_batch' must be below 2 GiB (Spark's limit); got {cfg.max_bytes_per_batch}.")
+    if set(cfg.drop_columns) & set(cfg.merge_keys):
+        raise ConfigError("Options 'drop_columns' and 'merge_keys' share a column; merge keys must be kept.")
     if cfg.image_col == cfg.caption_col:
         raise ConfigError("Options 'image_col' and 'caption_col' name the same column; point them at two columns.")

@@ -37,24 +37,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import time
 import uuid
 from typing import Callable
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore.config import ConfigError, ScoreConfig
+from clipscore.errors import TRANSIENT_CODES
+from clipscore.jobs import staging
 from clipscore.jobs.provenance import (
     PROVENANCE_COLUMNS,
     delta_identifier,
+    expected_runtime,
     input_hash,
     record_provenance,
     score_fingerprint,
     with_provenance_columns,
 )
-from clipscore.jobs.score import MAX_RECORDS_KEY, add_scores, preflight
+from clipscore.jobs.score import add_scores, arrow_settings, observed_runtimes, preflight, runtime_metrics
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.jobs.tables import col, quote_identifier, read_table
@@ -63,7 +65,6 @@ from clipscore.scorer import OUTPUT_COLUMNS
 log = logging.getLogger("clipscore")
 
 AUTO_MERGE_KEY = "spark.databricks.delta.schema.autoMerge.enabled"
-CHUNK_COL = "_clipscore_chunk"
 MAX_EXAMPLES = 5
 
 
@@ -136,29 +137,32 @@ def check_unique_keys(source: DataFrame, keys: list[str]) -> int:
 # -------------------------------------------------------------------------------------------------
 # Planning
 # -------------------------------------------------------------------------------------------------
-def rows_to_score(spark: SparkSession, cfg: ScoreConfig, source: DataFrame, target_cols: list[str]) -> DataFrame:
-    """Source rows (with ``score_input_hash``) that the target does not already hold scored as now."""
+def transient_error(column: Column) -> Column:
+    """True where a stored ``score_error`` is one a later run may fix (timeouts, 429, 5xx ...)."""
+    return F.substring_index(column, ":", 1).isin(*TRANSIENT_CODES)
+
+
+def rows_to_score(spark: SparkSession, cfg: ScoreConfig, source: DataFrame, target_cols: list[str],
+                  fingerprint: str) -> DataFrame:
+    """Source rows (with ``score_input_hash``) that the target does not already hold as this run would score them.
+
+    A target row counts as done when it has this run's (expected) ``fingerprint``, the same input
+    hash, and no transient error: rows that timed out, were rate-limited or met a 5xx are tried again.
+    """
     keys = list(cfg.merge_keys)
     hashed = source.drop(*[c for c in PROVENANCE_COLUMNS if c in source.columns]).withColumn(
         "score_input_hash", input_hash(cfg)
     )
     if not cfg.skip_scored or not {"score_fingerprint", "score_input_hash"} <= set(target_cols):
         return hashed
+    target = read_table(spark, cfg.output, "delta")
+    not_transient = F.col("score_error").isNull() | ~transient_error(F.col("score_error")) \
+        if "score_error" in target_cols else F.lit(True)
     done = (
-        read_table(spark, cfg.output, "delta")
-        .filter(F.col("score_fingerprint") == F.lit(score_fingerprint(cfg)))
+        target.filter((F.col("score_fingerprint") == F.lit(fingerprint)) & not_transient)
         .select(*[col(k) for k in keys], F.col("score_input_hash"))
     )
     return hashed.join(done, on=[*keys, "score_input_hash"], how="left_anti")
-
-
-def chunk_count(rows: int, chunk_rows: int) -> int:
-    return max(1, math.ceil(rows / chunk_rows))
-
-
-def chunk_expr(keys: list[str], chunks: int):
-    """Which chunk a row belongs to: a hash of its key, so a chunk is the same set on every read."""
-    return F.pmod(F.xxhash64(*[col(k) for k in keys]), F.lit(chunks))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -166,10 +170,13 @@ def chunk_expr(keys: list[str], chunks: int):
 # -------------------------------------------------------------------------------------------------
 def merge_sql(target: str, view: str, keys: list[str], only_changed: bool) -> str:
     on = " AND ".join(f"t.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in keys)
-    # Guard for concurrent writers: never rewrite a row that already holds this exact score.
+    # Guard for concurrent writers: never rewrite a row that already holds this exact score (a
+    # transient error is not a score: its retry is written).
+    transient = ", ".join(f"'{code}'" for code in TRANSIENT_CODES)
     guard = (
         " AND (t.score_fingerprint IS DISTINCT FROM s.score_fingerprint"
-        " OR t.score_input_hash IS DISTINCT FROM s.score_input_hash)"
+        " OR t.score_input_hash IS DISTINCT FROM s.score_input_hash"
+        f" OR substring_index(t.score_error, ':', 1) IN ({transient}))"
         if only_changed else ""
     )
     # Schema evolution two ways: the SQL clause (Databricks, newer Delta) and the session option
@@ -186,7 +193,7 @@ def merge_chunk(spark: SparkSession, cfg: ScoreConfig, scored: DataFrame, only_c
     view = f"_clipscore_merge_{uuid.uuid4().hex[:12]}"
     scored.createOrReplaceTempView(view)
     try:
-        settings = {AUTO_MERGE_KEY: "true", MAX_RECORDS_KEY: str(cfg.max_records_per_batch)}
+        settings = {AUTO_MERGE_KEY: "true", **arrow_settings(cfg)}
         with session_conf(spark, settings, optional=(AUTO_MERGE_KEY,)):
             row = spark.sql(merge_sql(cfg.output, view, list(cfg.merge_keys), only_changed)).first()
     finally:
@@ -202,42 +209,50 @@ def run_merge(
 ) -> RunSummary:
     """Score ``cfg.input`` and MERGE it into the Delta table ``cfg.output`` by ``cfg.merge_keys``.
 
-    ``on_chunk_committed(chunk_index, chunks)`` is called after each MERGE commit (progress reports).
+    Reads of the source per run: one of the key columns (uniqueness check, row count) and one full
+    read (input hash, anti-join against the target) whose result is staged once; each chunk then
+    reads only its own staged files. ``on_chunk_committed(chunk_index, chunks)`` is called after each
+    MERGE commit (progress reports).
     """
     if not cfg.output:
         raise ConfigError("No merge target: pass --target with an existing Delta table (path or catalog name).")
     started = time.perf_counter()
-    source = preflight(spark, cfg)
+    source, cfg = preflight(spark, cfg)
     target_cols = target_columns(spark, cfg.output)
     keys = list(cfg.merge_keys)
     check_keys(cfg, source.columns, target_cols)
     source_rows = check_unique_keys(source, keys)
 
-    todo = rows_to_score(spark, cfg, source, target_cols)
+    device, precision = expected_runtime(spark, cfg)
+    todo = rows_to_score(spark, cfg, source, target_cols, score_fingerprint(cfg, device, precision))
     only_changed = cfg.skip_scored and {"score_fingerprint", "score_input_hash"} <= set(target_cols)
-    todo_rows = todo.count() if only_changed else source_rows
-    skipped = source_rows - todo_rows
     scored_at = dt.datetime.now(dt.timezone.utc)  # one timestamp per run: it also identifies this run's rows
-    chunks = chunk_count(todo_rows, cfg.merge_chunk_rows)
-    log.info("merge %s -> %s by %s: %s rows, %s already scored, %s to score in %s commit(s)",
-             cfg.input, cfg.output, ",".join(keys), f"{source_rows:,}", f"{skipped:,}", f"{todo_rows:,}", chunks)
-
-    totals: dict[str, int] = {}
-    if todo_rows:
+    root = staging.staging_root(spark, cfg)
+    staged = staging.stage_rows(spark, todo, root, cfg.merge_chunk_rows, source_rows)
+    try:
+        skipped = source_rows - staged.rows
+        chunks = len(staged.chunks) if staged.rows else 0
+        log.info("merge %s -> %s by %s: %s rows, %s already scored, %s to score in %s commit(s) (staged in %s; "
+                 "expected to run as %s/%s)", cfg.input, cfg.output, ",".join(keys), f"{source_rows:,}",
+                 f"{skipped:,}", f"{staged.rows:,}", chunks, staged.path, device, precision)
+        totals: dict[str, int] = {}
         for index in range(chunks):
-            part = todo if chunks == 1 else todo.filter(chunk_expr(keys, chunks) == index)
-            scored = with_provenance_columns(add_scores(part, cfg), cfg, scored_at)
+            part = staging.read_chunk(spark, staged, index)
+            scored = with_provenance_columns(add_scores(part, cfg, runtime=True), cfg, scored_at)
             counts = merge_chunk(spark, cfg, scored, only_changed)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
             log.info("merge commit %d/%d: %s", index + 1, chunks, counts)
             if on_chunk_committed is not None:
                 on_chunk_committed(index, chunks)
-        record_provenance(spark, cfg.output, cfg)
+    finally:
+        staging.remove(spark, staged.path)
 
-    summary = _summary(spark, cfg, scored_at if todo_rows else None, time.perf_counter() - started, skipped)
+    summary, runtimes = _summary(spark, cfg, scored_at if chunks else None, time.perf_counter() - started, skipped)
+    if chunks:
+        record_provenance(spark, cfg.output, cfg, runtimes)
     summary.extra.update({
-        "commits": chunks if todo_rows else 0,
+        "commits": chunks,
         "rows inserted": totals.get("num_inserted_rows", 0),
         "rows updated": totals.get("num_updated_rows", 0),
     })
@@ -245,16 +260,13 @@ def run_merge(
     return summary
 
 
-def _summary(spark: SparkSession, cfg: ScoreConfig, scored_at, seconds: float, skipped: int) -> RunSummary:
+def _summary(spark: SparkSession, cfg: ScoreConfig, scored_at, seconds: float, skipped: int):
     """This run's rows are the target rows carrying its ``scored_at``: one aggregation, no model."""
     if scored_at is None:
-        return summary_from_metrics({}, seconds, skipped=skipped)
-    this_run = read_table(spark, cfg.output, "delta").filter(
-        (F.col("scored_at") == F.lit(scored_at).cast("timestamp"))
-        & (F.col("score_fingerprint") == F.lit(score_fingerprint(cfg)))
-    )
-    metrics = this_run.agg(*summary_metrics(cfg.band_edges)).first().asDict()
-    return summary_from_metrics(metrics, seconds, skipped=skipped)
+        return summary_from_metrics({}, seconds, skipped=skipped), []
+    this_run = read_table(spark, cfg.output, "delta").filter(F.col("scored_at") == F.lit(scored_at).cast("timestamp"))
+    metrics = this_run.agg(*summary_metrics(cfg.band_edges), *runtime_metrics()).first().asDict()
+    return summary_from_metrics(metrics, seconds, skipped=skipped), observed_runtimes(metrics)
 
 
 def main(argv: list[str] | None = None) -> int:

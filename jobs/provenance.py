@@ -16,8 +16,12 @@ Recorded in two places, because they answer two different questions:
   The fingerprint and input hash make incremental runs possible: a row whose stored fingerprint and
   input hash equal the current ones needs no re-scoring.
 
-``score_precision`` is the *requested* precision; ``auto`` resolves on each executor (fp16 on a GPU,
-fp32 on CPU), which the driver cannot know.
+``score_device`` and ``score_precision`` record what actually ran, resolved on the executor
+(``auto`` is fp16 on a GPU, fp32 on CPU), and so does the fingerprint: a CPU fp32 run and a GPU fp16
+run never share one, so an incremental merge never mixes them. The driver predicts this run's
+fingerprint (``expected_runtime``) to decide what to skip; a wrong guess only re-scores rows, never
+keeps a score made differently. A model from the hub is pinned to the commit the driver resolved
+(``score_model_revision``), so every executor loads the same weights.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore import __version__
-from clipscore.config import ScoreConfig
+from clipscore.config import SCORE_AFFECTING, ScoreConfig
 from clipscore.jobs.tables import col, is_table_name, table_identifier
 
 log = logging.getLogger("clipscore")
@@ -39,6 +43,7 @@ PROPERTY_PREFIX = "clipscore."
 PROVENANCE_COLUMNS = (
     "score_model",
     "score_model_revision",
+    "score_device",
     "score_precision",
     "score_fingerprint",
     "score_input_hash",
@@ -47,14 +52,59 @@ PROVENANCE_COLUMNS = (
 
 
 def fingerprint_options(cfg: ScoreConfig) -> dict:
-    """What makes a stored score reusable: the score-affecting options plus the band edges."""
-    return {**cfg.score_fingerprint, "band_edges": [float(e) for e in cfg.band_edges]}
+    """What makes a stored score reusable, besides the runtime: model, revision, pixel options, bands."""
+    options = {key: getattr(cfg, key) for key in SCORE_AFFECTING if key != "precision"}
+    return {**options, "band_edges": [float(e) for e in cfg.band_edges]}
 
 
-def score_fingerprint(cfg: ScoreConfig) -> str:
-    """A short, stable hash of ``fingerprint_options``; equal strings mean a score can be reused."""
-    text = json.dumps(fingerprint_options(cfg), sort_keys=True, separators=(",", ":"))
+def _fingerprint_prefix(cfg: ScoreConfig) -> str:
+    return json.dumps(fingerprint_options(cfg), sort_keys=True, separators=(",", ":")) + "|"
+
+
+def score_fingerprint(cfg: ScoreConfig, device: str, precision: str) -> str:
+    """A short, stable hash of the options and the resolved runtime; equal strings mean a score can be reused."""
+    text = f"{_fingerprint_prefix(cfg)}{device}|{precision}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprint_column(cfg: ScoreConfig, device: Column, precision: Column) -> Column:
+    """``score_fingerprint`` per row, from what ran on its executor (the same hash as ``score_fingerprint``)."""
+    text = F.concat(F.lit(_fingerprint_prefix(cfg)), device, F.lit("|"), precision)
+    return F.substring(F.sha2(text, 256), 1, 16)
+
+
+def expected_runtime(spark: SparkSession, cfg: ScoreConfig) -> tuple[str, str]:
+    """The (device class, precision) this run's executors will most likely resolve, guessed on the driver.
+
+    ``device=auto`` means a GPU when the cluster schedules GPUs for tasks or executors, or, in local
+    mode, when this machine has one. Only used to skip rows already scored; see the module note.
+    """
+    device = cfg.device
+    if device == "auto":
+        gpu_conf = [spark.conf.get(key, None) or "0" for key in (
+            "spark.task.resource.gpu.amount", "spark.executor.resource.gpu.amount")]
+        scheduled = any(_positive(v) for v in gpu_conf)
+        master = (spark.conf.get("spark.master", None) or "")
+        local_gpu = master.startswith("local") and _local_cuda()
+        device = "cuda" if scheduled or local_gpu else "cpu"
+    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device == "cuda" else "fp32")
+    return device, precision
+
+
+def _positive(value: str) -> bool:
+    try:
+        return float(value) > 0
+    except ValueError:
+        return False
+
+
+def _local_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 def input_hash(cfg: ScoreConfig) -> Column:
@@ -66,28 +116,32 @@ def input_hash(cfg: ScoreConfig) -> Column:
 
 
 def with_provenance_columns(df: DataFrame, cfg: ScoreConfig, scored_at) -> DataFrame:
-    """``df`` plus the per-row provenance columns; ``scored_at`` is one timestamp for the whole run."""
+    """``df`` (from ``add_scores(..., runtime=True)``) plus the per-row provenance columns.
+
+    ``scored_at`` is one timestamp for the whole run; ``score_device``/``score_precision`` are already
+    in ``df``, as the UDF resolved them.
+    """
     return df.withColumns(
         {
             "score_model": F.lit(cfg.model),
             "score_model_revision": F.lit(cfg.model_revision).cast("string"),
-            "score_precision": F.lit(cfg.precision),
-            "score_fingerprint": F.lit(score_fingerprint(cfg)),
-            "score_input_hash": input_hash(cfg),
+            "score_fingerprint": fingerprint_column(cfg, F.col("score_device"), F.col("score_precision")),
             "scored_at": F.lit(scored_at).cast("timestamp"),
         }
     )
 
 
-def provenance_properties(cfg: ScoreConfig) -> dict[str, str]:
-    """The ``clipscore.*`` table properties for a run with ``cfg``."""
+def provenance_properties(cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> dict[str, str]:
+    """The ``clipscore.*`` table properties for a run with ``cfg`` that ran as ``runtimes`` (device, precision)."""
+    runtimes = sorted(set(runtimes))
     return {
         "clipscore.version": __version__,
         "clipscore.model": cfg.model,
         "clipscore.model_revision": cfg.model_revision or "",
-        "clipscore.precision": cfg.precision,
+        "clipscore.device": ",".join(sorted({d for d, _ in runtimes})),
+        "clipscore.precision": ",".join(sorted({p for _, p in runtimes})),
         "clipscore.band_edges": json.dumps([float(e) for e in cfg.band_edges]),
-        "clipscore.score_fingerprint": score_fingerprint(cfg),
+        "clipscore.score_fingerprint": ",".join(score_fingerprint(cfg, d, p) for d, p in runtimes),
         "clipscore.score_options": json.dumps(fingerprint_options(cfg), sort_keys=True),
     }
 
@@ -107,14 +161,21 @@ def table_provenance(spark: SparkSession, target: str) -> dict[str, str]:
     return {r["key"]: r["value"] for r in rows if r["key"].startswith(PROPERTY_PREFIX)}
 
 
-def record_provenance(spark: SparkSession, target: str, cfg: ScoreConfig) -> None:
+def record_provenance(spark: SparkSession, target: str, cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> None:
     """Set the ``clipscore.*`` properties on a Delta table; no commit when they are already current."""
-    wanted = provenance_properties(cfg)
+    if not runtimes:  # nothing was scored (every row failed before the model): nothing ran to record
+        runtimes = [expected_runtime_unknown()]
+    wanted = provenance_properties(cfg, runtimes)
     if table_provenance(spark, target) == wanted:
         return
     assignments = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in wanted.items())
     spark.sql(f"ALTER TABLE {delta_identifier(target)} SET TBLPROPERTIES ({assignments})")
-    log.info("recorded provenance on %s: model=%s precision=%s", target, cfg.model, cfg.precision)
+    log.info("recorded provenance on %s: model=%s device=%s precision=%s", target, cfg.model,
+             wanted["clipscore.device"], wanted["clipscore.precision"])
+
+
+def expected_runtime_unknown() -> tuple[str, str]:
+    return ("none", "none")
 
 
 def _sql_string(value: str) -> str:

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from clipscore import __version__
 from clipscore.config import ConfigError
-from clipscore.jobs.merge import chunk_expr, run_merge
+from clipscore.jobs.merge import run_merge
 from clipscore.jobs.provenance import PROVENANCE_COLUMNS, score_fingerprint, table_provenance
 from clipscore.jobs.score import run_score
 
@@ -61,8 +61,8 @@ def test_three_reruns_leave_the_table_unchanged(spark, tiny_cfg, source_and_targ
     assert sorted(r.note for r in table.select("note").collect()) == sorted(f"kept {i}" for i in range(10))
     assert table.filter(F.col("similarity").isNull()).count() == 0
     row = table.filter("id = 3").first()
-    assert row.score_model == tiny_cfg.model and row.score_precision == "fp32"
-    assert row.score_fingerprint == score_fingerprint(cfg) and len(row.score_input_hash) == 64
+    assert row.score_model == tiny_cfg.model and row.score_precision == "fp32" and row.score_device == "cpu"
+    assert row.score_fingerprint == score_fingerprint(cfg, "cpu", "fp32") and len(row.score_input_hash) == 64
     props = table_provenance(spark, target)
     assert props["clipscore.model"] == tiny_cfg.model
     assert props["clipscore.version"] == __version__
@@ -151,7 +151,8 @@ def test_score_job_records_provenance(spark, tiny_cfg, tmp_path, source_and_targ
     props = table_provenance(spark, output)
     assert props["clipscore.model"] == tiny_cfg.model
     assert props["clipscore.model_revision"] == ""
-    assert props["clipscore.score_fingerprint"] == score_fingerprint(tiny_cfg)
+    assert props["clipscore.score_fingerprint"] == score_fingerprint(tiny_cfg, "cpu", "fp32")
+    assert props["clipscore.device"] == "cpu" and props["clipscore.precision"] == "fp32"
     assert props["clipscore.version"] == __version__
 
 
@@ -159,9 +160,11 @@ def test_score_job_records_provenance(spark, tiny_cfg, tmp_path, source_and_targ
 # Killed and rerun
 # -------------------------------------------------------------------------------------------------
 class _HangingImages(BaseHTTPRequestHandler):
-    """``/img/<name>`` answers at once; ``/hang`` signals ``hit`` and answers only after ``release``."""
+    """``/img/<name>`` answers at once until ``armed``; from then on every request signals ``hit`` and
+    answers only after ``release`` (so whichever chunk runs after the first commit hangs)."""
 
     images: dict[str, bytes] = {}
+    armed = threading.Event()
     hit = threading.Event()
     release = threading.Event()
 
@@ -169,15 +172,13 @@ class _HangingImages(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802
-        if self.path == "/hang":
+        if type(self).armed.is_set() and not type(self).release.is_set():
             type(self).hit.set()
             type(self).release.wait(60)
-            body = self.images["jpeg"]
-        else:
-            body = self.images.get(self.path.rsplit("/", 1)[-1])
-            if body is None:
-                self.send_error(404)
-                return
+        body = self.images.get(self.path.rsplit("/", 1)[-1])
+        if body is None:
+            self.send_error(404)
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -198,6 +199,7 @@ def _python_workers() -> list[psutil.Process]:
 
 def test_killed_merge_resumes_without_duplicates_or_losses(spark, tiny_cfg, odd_images, tmp_path):
     _HangingImages.images = odd_images
+    _HangingImages.armed.clear()
     _HangingImages.hit.clear()
     _HangingImages.release.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _HangingImages)
@@ -205,12 +207,8 @@ def test_killed_merge_resumes_without_duplicates_or_losses(spark, tiny_cfg, odd_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        n, chunks = 8, 2
-        ids = spark.range(n).select(F.col("id").cast("int").alias("id"))
-        chunk_of = {r.id: r.c for r in ids.select("id", chunk_expr(["id"], chunks).alias("c")).collect()}
-        hang_id = min(i for i, c in chunk_of.items() if c == chunks - 1)  # in the last chunk to be merged
-        rows = [(i, f"{base}/hang" if i == hang_id else f"{base}/img/{IMAGE_NAMES[i % 6]}", f"pair {i}")
-                for i in range(n)]
+        n = 8
+        rows = [(i, f"{base}/img/{IMAGE_NAMES[i % 6]}", f"pair {i}") for i in range(n)]
         source, target = str(tmp_path / "source"), str(tmp_path / "target")
         df = spark.createDataFrame(rows, "id int, image string, caption string")
         df.write.format("delta").save(source)
@@ -229,17 +227,23 @@ def test_killed_merge_resumes_without_duplicates_or_losses(spark, tiny_cfg, odd_
         killer = threading.Thread(target=kill_when_stuck, daemon=True)
         killer.start()
         commits: list[int] = []
+
+        def committed(index, total):
+            commits.append((index, total))
+            _HangingImages.armed.set()  # the next chunk's downloads hang until its workers are killed
+
         with pytest.raises(Exception, match="(?i)python worker|crash|exited"):
-            run_merge(spark, cfg, on_chunk_committed=lambda index, total: commits.append(index))
+            run_merge(spark, cfg, on_chunk_committed=committed)
         killer.join(5)
         _HangingImages.release.set()
-        assert killed and commits == [0]
+        assert killed and commits == [(0, 2)]  # 8 rows in chunks of 4: one commit, then the kill
 
-        # Whole chunks only: the first commit is in, the killed one left no trace.
+        # Whole chunks only: the first commit is in, the killed one left no trace; no staging is left.
         table = spark.read.format("delta").load(target)
         done = {r.id for r in table.filter(F.col("score_fingerprint").isNotNull()).collect()}
-        assert done == {i for i, c in chunk_of.items() if c < chunks - 1}
+        assert len(done) == 4
         assert table.count() == n
+        assert not [p for p in (tmp_path / ".target__clipscore_staging").glob("run_*")]
 
         rerun = run_merge(spark, cfg)
         assert rerun.skipped == len(done) and rerun.rows == n - len(done)
@@ -247,8 +251,80 @@ def test_killed_merge_resumes_without_duplicates_or_losses(spark, tiny_cfg, odd_
         assert final.count() == n and final.select("id").distinct().count() == n
         assert final.filter(F.col("score_fingerprint").isNull()).count() == 0
         assert final.filter(F.col("score_error").isNotNull()).count() == 0
-        assert final.filter(f"id = {hang_id}").first().similarity is not None
+        assert final.filter(F.col("similarity").isNull()).count() == 0
     finally:
         _HangingImages.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+# -------------------------------------------------------------------------------------------------
+# What ran, and what is retried
+# -------------------------------------------------------------------------------------------------
+def test_provenance_records_the_resolved_device_and_precision(spark, tiny_cfg, source_and_target):
+    source, target = source_and_target
+    cfg = tiny_cfg.replace(input=source, output=target, merge_keys=("id",), precision="auto", device="auto")
+    run_merge(spark, cfg)
+    rows = spark.read.format("delta").load(target).select("score_device", "score_precision", "score_fingerprint")
+    assert {tuple(r) for r in rows.collect()} == {("cpu", "fp32", score_fingerprint(cfg, "cpu", "fp32"))}
+    # "auto" on a GPU would be another fingerprint: a GPU fp16 run never reuses these rows.
+    assert score_fingerprint(cfg, "cuda", "fp16") != score_fingerprint(cfg, "cpu", "fp32")
+    props = table_provenance(spark, target)
+    assert (props["clipscore.device"], props["clipscore.precision"]) == ("cpu", "fp32")
+    # A rerun that asks for fp32 explicitly resolves to the same runtime: nothing to do.
+    assert run_merge(spark, cfg.replace(precision="fp32")).skipped == 10
+
+
+class _FlakyImages(BaseHTTPRequestHandler):
+    """Answers 503 to every request while ``down`` is set, else the image; counts requests."""
+
+    image = b""
+    down = threading.Event()
+    requests = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        type(self).requests += 1
+        if type(self).down.is_set():
+            self.send_error(503)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.image)))
+        self.end_headers()
+        self.wfile.write(self.image)
+
+
+def test_transient_errors_are_retried_by_the_next_merge(spark, tiny_cfg, odd_images, tmp_path):
+    _FlakyImages.image = odd_images["jpeg"]
+    _FlakyImages.down.set()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyImages)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        rows = [(1, f"{base}/a.jpg", "a cat"), (2, odd_images["png"], "a dog"), (3, f"{base}/b.jpg", "")]
+        df = spark.createDataFrame([(i, u if isinstance(u, str) else None, c) for i, u, c in rows],
+                                   "id int, image string, caption string")
+        source, target = str(tmp_path / "source"), str(tmp_path / "target")
+        df.write.format("delta").save(source)
+        df.write.format("delta").save(target)
+        cfg = tiny_cfg.replace(input=source, output=target, merge_keys=("id",), http_retries=0)
+
+        first = run_merge(spark, cfg)
+        table = {r.id: r for r in spark.read.format("delta").load(target).collect()}
+        assert table[1].score_error.startswith("url_server_error") and table[1].similarity is None
+        assert table[2].score_error.startswith("image_null")  # final: not retried
+        assert table[3].score_error.startswith("caption_empty")
+        assert first.rows == 3
+
+        _FlakyImages.down.clear()  # the server recovered
+        second = run_merge(spark, cfg)
+        assert (second.rows, second.skipped) == (1, 2)  # only the transient row is scored again
+        table = {r.id: r for r in spark.read.format("delta").load(target).collect()}
+        assert table[1].score_error is None and table[1].similarity is not None
+        assert run_merge(spark, cfg).rows == 0  # now it is done
+    finally:
         server.shutdown()
         server.server_close()
