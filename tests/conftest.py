@@ -167,9 +167,22 @@ def model_load_log(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory, model_load_log):
+def pair_log(tmp_path_factory) -> Path:
+    """Every Spark Python worker appends the number of pairs its model scored, per batch."""
+    path = tmp_path_factory.mktemp("pairs") / "pairs.tsv"
+    path.touch()
+    return path
+
+
+def pairs_scored(pair_log: Path) -> int:
+    return sum(int(line.split("\t")[1]) for line in pair_log.read_text().splitlines() if line.strip())
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory, model_load_log, pair_log):
     from clipscore.jobs.session import local_session
     from clipscore.model import LOAD_LOG_ENV
+    from clipscore.scorer import PAIR_LOG_ENV
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -183,6 +196,7 @@ def spark(tmp_path_factory, model_load_log):
             "spark.sql.warehouse.dir": str(warehouse),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
             f"spark.executorEnv.{LOAD_LOG_ENV}": str(model_load_log),
+            f"spark.executorEnv.{PAIR_LOG_ENV}": str(pair_log),
             "spark.sql.session.timeZone": "UTC",
         },
     )

@@ -49,6 +49,11 @@ def main() -> None:
 
         cfg = ScoreConfig(model=model_dir, device="cpu", precision="fp32", batch_size=4, input=source,
                           output=os.path.join(work, "scored"))
+        from clipscore.jobs.score import MAX_BYTES_KEY, MAX_RECORDS_KEY, add_scores
+
+        spark.conf.set(MAX_RECORDS_KEY, "10000")  # Spark's default: gigabytes of image bytes per batch
+        add_scores(spark.read.format("delta").load(source), cfg)  # lazy, but it bounds the session
+        arrow_limits = [spark.conf.get(MAX_RECORDS_KEY), spark.conf.get(MAX_BYTES_KEY)]
         score = run_score(spark, cfg)
         scored = spark.read.format("delta").load(cfg.output)
         merge_cfg = cfg.replace(output="spark_catalog.default.connect_target", merge_keys=("id",))
@@ -56,6 +61,7 @@ def main() -> None:
         rerun = run_merge(spark, merge_cfg)
         result = {
             "session": type(spark).__module__,
+            "arrow_limits": arrow_limits,
             "score_rows": score.rows,
             "score_scored": score.scored,
             "score_errors": score.errors_by_reason,

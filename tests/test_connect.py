@@ -25,6 +25,7 @@ def test_score_and_merge_jobs_run_over_spark_connect(tiny_model_dir, tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
 
     assert result["session"] == "pyspark.sql.connect.session"
+    assert result["arrow_limits"] == ["1024", str(64 * 1024 * 1024)]  # add_scores bounded Arrow batches
     assert (result["score_rows"], result["score_scored"]) == (7, 6)
     assert result["score_errors"] == {"image_empty": 1}
     assert (result["scored_rows"], result["scored_similarity"]) == (7, 6)
