@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore.config import ScoreConfig
-from clipscore.jobs.tables import is_table_name
+from clipscore.jobs.tables import hadoop_fs, is_table_name
 
 log = logging.getLogger("clipscore")
 
@@ -111,10 +111,13 @@ def remove(spark: SparkSession, path: str) -> None:
     if "://" not in local and not local.startswith("dbfs:"):
         shutil.rmtree(local, ignore_errors=True)
         return
+    handle = hadoop_fs(spark, path)
     try:
-        fs, hpath = _hadoop(spark, path)
+        if handle is None:
+            raise RuntimeError("no JVM handle (Spark Connect)")
+        fs, hpath, _ = handle
         fs.delete(hpath, True)
-    except Exception as exc:  # noqa: BLE001 - Spark Connect has no JVM handle; leaving it costs only storage
+    except Exception as exc:  # noqa: BLE001 - leaving the folder costs only storage
         log.warning("could not remove the staging folder %s (%s); delete it when the run is over",
                     path, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
 
@@ -130,10 +133,3 @@ def remove_stale_runs(spark: SparkSession, root: str) -> None:
         if name.startswith(RUN_PREFIX) and os.path.isdir(folder) and now - os.path.getmtime(folder) > STALE_AFTER_S:
             log.info("removing the staging folder of an earlier, unfinished run: %s", folder)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _hadoop(spark: SparkSession, path: str):
-    sc = spark.sparkContext
-    jvm = sc._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(sc._jsc.hadoopConfiguration()), hpath

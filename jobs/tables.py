@@ -298,7 +298,7 @@ def write_table(df: DataFrame, target: str, fmt: str, mode: str, partition_cols:
         raise
 
 
-def _hadoop_fs(spark: SparkSession, path: str):
+def hadoop_fs(spark: SparkSession, path: str):
     """``(FileSystem, qualified Path, jvm)`` for ``path``, or None without a JVM handle (Spark Connect)."""
     try:
         sc = spark.sparkContext  # raises on Spark Connect
@@ -317,7 +317,7 @@ def _overwrite_parquet_path(spark: SparkSession, df: DataFrame, target: str, par
         # Spark itself writes to a staging folder and replaces only the partitions written, at job commit.
         writer_for(df, "parquet", "overwrite", partition_cols).save(target)
         return
-    handle = _hadoop_fs(spark, target)
+    handle = hadoop_fs(spark, target)
     if handle is None:
         if output_exists(spark, target, "parquet"):
             raise ConfigError(

@@ -142,7 +142,7 @@ def test_failed_parquet_append_adds_no_files(spark, tiny_cfg, source, broken_mod
 def test_existing_parquet_overwrite_refused_without_a_jvm(spark, tiny_cfg, source, odd_images, tmp_path, monkeypatch,
                                                           model_load_log):
     """Spark Connect has no JVM handle for the Hadoop FileSystem: an existing Parquet path is not overwritten."""
-    monkeypatch.setattr(tables, "_hadoop_fs", lambda spark, path: None)
+    monkeypatch.setattr(tables, "hadoop_fs", lambda spark, path: None)
     output = tmp_path / "scores"
     _old_rows(spark, odd_images).write.parquet(str(output))
     files, loads = _files(output), _loads(model_load_log)
