@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = config_from_args(args)
+        from clipscore.jobs.tables import check_names
         from clipscore.model import check_model_loadable
 
-        check_model_loadable(cfg.model, cfg.model_revision)  # before any Spark start-up cost
+        check_names(cfg)  # names and model fail before any Spark start-up cost
+        check_model_loadable(cfg.model, cfg.model_revision)
         from clipscore.jobs.session import get_or_create_session
 
         spark, owned = get_or_create_session(f"clipscore-{args.command}", args.master)

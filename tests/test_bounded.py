@@ -242,3 +242,30 @@ def test_every_reason_the_core_writes_is_registered(tiny_cfg, odd_images, bad_im
         scorer.close()
     codes = {code(e) for e in out["score_error"]}
     assert None not in codes and codes <= set(ERROR_CODES)
+
+
+# -------------------------------------------------------------------------------------------------
+# Provenance: the hub revision is resolved to a commit on the driver
+# -------------------------------------------------------------------------------------------------
+_HUB_CHILD = r"""
+import os, shutil, sys
+cache, src, commit = sys.argv[1:4]
+repo = os.path.join(cache, "models--acme--tiny-clip")
+shutil.copytree(src, os.path.join(repo, "snapshots", commit))
+os.makedirs(os.path.join(repo, "refs"))
+open(os.path.join(repo, "refs", "main"), "w").write(commit)
+from clipscore.model import check_model_loadable
+print(check_model_loadable("acme/tiny-clip"), check_model_loadable(src))
+"""
+
+
+def test_hub_revision_resolves_to_its_commit(tiny_model_dir, tmp_path):
+    """A hub id resolves (here from a real offline cache layout) to the commit the executors then load."""
+    import os
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", _HUB_CHILD, str(tmp_path / "hub"), tiny_model_dir, commit],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == [commit, "None"]  # a local folder has no commit
