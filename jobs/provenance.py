@@ -40,6 +40,7 @@ from clipscore.jobs.tables import col, is_table_name, table_identifier
 log = logging.getLogger("clipscore")
 
 PROPERTY_PREFIX = "clipscore."
+NOTHING_RAN = ("none", "none")  # (device, precision) recorded when no row reached an executor
 PROVENANCE_COLUMNS = (
     "score_model",
     "score_model_revision",
@@ -163,8 +164,8 @@ def table_provenance(spark: SparkSession, target: str) -> dict[str, str]:
 
 def record_provenance(spark: SparkSession, target: str, cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> None:
     """Set the ``clipscore.*`` properties on a Delta table; no commit when they are already current."""
-    if not runtimes:  # nothing was scored (every row failed before the model): nothing ran to record
-        runtimes = [expected_runtime_unknown()]
+    if not runtimes:  # an empty input: no executor resolved anything
+        runtimes = [NOTHING_RAN]
     wanted = provenance_properties(cfg, runtimes)
     if table_provenance(spark, target) == wanted:
         return
@@ -172,10 +173,6 @@ def record_provenance(spark: SparkSession, target: str, cfg: ScoreConfig, runtim
     spark.sql(f"ALTER TABLE {delta_identifier(target)} SET TBLPROPERTIES ({assignments})")
     log.info("recorded provenance on %s: model=%s device=%s precision=%s", target, cfg.model,
              wanted["clipscore.device"], wanted["clipscore.precision"])
-
-
-def expected_runtime_unknown() -> tuple[str, str]:
-    return ("none", "none")
 
 
 def _sql_string(value: str) -> str:
