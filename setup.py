@@ -45,6 +45,7 @@ setup(
         "pyarrow>=11",
         "numpy>=1.23",
         "pillow>=10.0",
+        "simplejpeg>=1.7",  # libjpeg-turbo straight into numpy (exact JPEG frames, DCT-scaled fast ones)
         "pyyaml>=6.0",
         "requests>=2.31",
     ],

@@ -6,6 +6,8 @@ whatever the model's precision.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from clipscore.model import ClipBundle
@@ -20,10 +22,14 @@ class ClipEncoder:
         self._non_blocking = self.device.type == "cuda"
 
     @torch.inference_mode()
-    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def embed_images(self, pixel_values: torch.Tensor, finish: Callable | None = None) -> torch.Tensor:
+        """``finish(chunk, device)``: the last preprocessing step, run per chunk on the model's device
+        (``ImagePreprocessor.finish``: uint8 crops -> normalised float32)."""
         out = []
         for start in range(0, len(pixel_values), self.batch_size):
             chunk = pixel_values[start : start + self.batch_size]
+            if finish is not None:
+                chunk = finish(chunk, self.device)
             chunk = chunk.to(self.device, dtype=self.dtype, non_blocking=self._non_blocking)
             pooled = self.model.vision_model(pixel_values=chunk).pooler_output
             out.append(self.model.visual_projection(pooled))

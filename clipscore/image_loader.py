@@ -1,6 +1,6 @@
 """Stage 1: turn image references (bytes, paths, URLs) into small model-ready images, or reasons.
 
-    reference --fetch.Fetcher--> encoded bytes --decode--> RGB frame --reduce--> small tensor
+    reference --fetch.Fetcher--> encoded bytes --frames.FrameDecoder--> RGB frame --reduce--> small tensor
 
 Every failure is a value, never an exception: an item comes back with ``error="code: detail"``
 (a category of ``clipscore.errors``) and the row keeps going with a null score.
@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from clipscore.config import ScoreConfig
 from clipscore.errors import row_error
 from clipscore.fetch import Fetcher, FetchError, is_remote, short
+from clipscore.frames import FrameDecoder
 
 # Our header checks run before Pillow's; its warning for sizes between its two thresholds is noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -88,10 +89,10 @@ class ImageLoader:
         self.max_pixels = cfg.max_image_pixels
         self.max_aspect = cfg.max_aspect_ratio
         self.formats = _registered_formats(cfg.image_formats)
-        self.jpeg_draft = cfg.jpeg_draft
+        self.frames = FrameDecoder(cfg.preprocess)
         self.budget = PixelBudget(cfg.max_pixels_in_flight)
         self.defer_jpeg = False  # set by the scorer when JPEGs are decoded on the model's device
-        self.target_size = 224  # refined by set_target_size() once the model is known
+        self.target = (224, 224)  # (height, width) the model input needs; set_target() once the model is known
         self._io_threads = cfg.io_threads
         self._decode_threads = cfg.decode_threads or min(8, os.cpu_count() or 1)
         self._io_pool: ThreadPoolExecutor | None = None
@@ -101,8 +102,9 @@ class ImageLoader:
         # that) follows ours; process-wide, as Pillow's setting is.
         Image.MAX_IMAGE_PIXELS = self.max_pixels
 
-    def set_target_size(self, shortest_edge: int) -> None:
-        self.target_size = int(shortest_edge)
+    def set_target(self, height: int, width: int) -> None:
+        self.target = (int(height), int(width))
+        self.frames.set_target(height, width)
 
     # ------------------------------------------------------------------------------------------
     def load_many(self, refs: Sequence[Any], reduce: Callable[[Image.Image], Any] | None = None) -> list[LoadedImage]:
@@ -178,28 +180,26 @@ class ImageLoader:
             return failure
         return image
 
-    def decode(self, data: bytes, reduce: Callable[[Image.Image], Any] | None = None) -> LoadedImage:
-        """Decode to RGB exactly as the reference does (first frame, ``.convert("RGB")``), then reduce."""
+    def decode(self, data: bytes, reduce: Callable[[Any], Any] | None = None) -> LoadedImage:
+        """Decode the first frame to RGB (``clipscore.frames``), then reduce it in this thread.
+
+        Without ``reduce`` the item's ``image`` is the RGB frame itself, a uint8 ``[3, H, W]`` tensor.
+        """
         opened = self._open(data)
         if isinstance(opened, LoadedImage):
             return opened
         image = opened
         taken = 0
         try:
-            width, height = image.size
             if self.defer_jpeg and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
                 return LoadedImage(None, None, jpeg=data)  # header checked; pixels decoded later
-            if self.jpeg_draft and image.format in ("JPEG", "MPO"):
-                # DCT-domain downscale while decoding: much faster for big JPEGs, changes pixels a little.
-                scale = self.target_size / min(width, height)
-                image.draft("RGB", (max(1, int(width * scale + 1)), max(1, int(height * scale + 1))))
-                width, height = image.size
+            width, height = self.frames.frame_size(image)
             # The frame and the processor's shortest-side resize of it (S x S x aspect) share the budget.
-            resized = self.target_size * self.target_size * max(width, height) // min(width, height)
+            side = max(self.target)
+            resized = side * side * max(width, height) // min(width, height)
             taken = self.budget.acquire(width * height + resized)
-            image.load()
-            rgb = image if image.mode == "RGB" else image.convert("RGB")  # same pixels, one copy fewer
-            return LoadedImage(reduce(rgb) if reduce is not None else rgb)
+            frame = self.frames.decode(data, image)
+            return LoadedImage(reduce(frame) if reduce is not None else frame)
         except Image.DecompressionBombError as exc:
             return _fail("image_too_large", str(exc))
         except OSError as exc:

@@ -1,40 +1,104 @@
-"""Stage 2: images to pixel tensors, captions to token ids, with the model's own processor.
+"""Stage 2: frames to pixel tensors, captions to token ids, with the model's own processor.
 
-We call the same ``CLIPImageProcessor`` and tokenizer that ``CLIPProcessor.from_pretrained`` builds,
-but on a whole batch at once (the torchvision backend groups same-size images and resizes them as
-one tensor), which is what keeps scores equal to the one-pair-at-a-time reference.
+We use the same ``CLIPImageProcessor`` and tokenizer that ``CLIPProcessor.from_pretrained`` builds,
+which is what keeps scores equal to the one-pair-at-a-time reference; the image processor's steps
+are split so that each runs where it costs least (see ``ImagePreprocessor``).
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
+
+import torch
 
 from clipscore.errors import row_error
 
 
 
 class ImagePreprocessor:
+    """RGB frames -> the model's pixel input, in two steps that together are the model's own processor.
+
+    ``one`` (per image, in the decode thread): the processor's own ``resize`` and ``center_crop`` on
+    the uint8 frame, so a batch holds small uint8 tensors (150 KB at 224 px), never full frames or
+    float copies. ``finish`` (per model batch, on the model's device): the processor's own fused
+    rescale-and-normalise, so on a GPU the host never touches a float pixel.
+
+    The two steps equal one processor call bit for bit (tested): the processor treats each image of a
+    batch independently, and these are its methods with its own resolved settings. A processor whose
+    pipeline is not the standard torchvision one (a subclass with its own ``_preprocess``, padding)
+    is called whole per image instead, and ``finish`` only moves its float output to the device.
+    """
+
     def __init__(self, image_processor: Any, device: Any = None):
         self.image_processor = image_processor
         # Only with gpu_decode: resize on the model's device too (torchvision backend only).
         self.device = device
+        self.settings = _split_settings(image_processor)
+
+    @property
+    def split(self) -> bool:
+        return self.settings is not None
+
+    def target_size(self) -> tuple[int, int]:
+        """(height, width) that a frame must cover for the resize to only ever shrink it."""
+        p = self.image_processor
+        size = getattr(p, "size", None) or {}
+        get = size.get if isinstance(size, dict) else (lambda k, d=None: getattr(size, k, d))
+        if get("shortest_edge"):
+            edge = int(get("shortest_edge"))
+            return edge, edge
+        if get("height") and get("width"):
+            return int(get("height")), int(get("width"))
+        crop = getattr(p, "crop_size", None) or {}
+        cget = crop.get if isinstance(crop, dict) else (lambda k, d=None: getattr(crop, k, d))
+        return int(cget("height") or 224), int(cget("width") or 224)
 
     def __call__(self, images: Sequence[Any]):
-        """RGB images (PIL, or CHW uint8 tensors) -> float32 ``[N, 3, H, W]`` (resize, crop, normalise)."""
+        """RGB images (PIL, or CHW uint8 tensors) -> float32 ``[N, 3, H, W]``: the whole processor, batched."""
         # PIL images always become channels-first tensors; saying so avoids a guess on 1xN images.
         kwargs = {"device": self.device} if self.device is not None else {}
         return self.image_processor(
             images=list(images), return_tensors="pt", input_data_format="channels_first", **kwargs
         )["pixel_values"]
 
-    def one(self, image: Any):
-        """One RGB image -> float32 ``[3, H, W]`` on the CPU, in the thread that decoded it.
+    def one(self, frame: Any):
+        """One RGB frame (CHW uint8 tensor) -> ``[3, H, W]`` on the CPU: uint8 when split, else float32."""
+        if self.settings is None:
+            return self(images=[frame])[0]
+        p, s = self.image_processor, self.settings
+        image = frame
+        if s["do_resize"]:
+            image = p.resize(image=image, size=s["size"], resample=s["resample"])
+        if s["do_center_crop"]:
+            image = p.center_crop(image, s["crop_size"])
+        return image
 
-        The processor treats each image of a batch independently, so this equals the batched call
-        (tested); calling it per image lets the full-resolution frame go right after decoding.
-        """
-        return self.image_processor(
-            images=[image], return_tensors="pt", input_data_format="channels_first"
-        )["pixel_values"][0]
+    def finish(self, pixels, device: Any = None):
+        """A stacked batch from ``one`` -> float32 model input on ``device`` (rescaled and normalised)."""
+        if device is not None:
+            pixels = pixels.to(device, non_blocking=getattr(device, "type", str(device)) == "cuda")
+        if pixels.dtype != torch.uint8:
+            return pixels
+        s = self.settings
+        return self.image_processor.rescale_and_normalize(
+            pixels, s["do_rescale"], s["rescale_factor"], s["do_normalize"], s["image_mean"], s["image_std"])
+
+
+def _split_settings(image_processor: Any) -> dict | None:
+    """The processor's resolved settings when its pipeline is the standard torchvision one, else None."""
+    try:
+        from transformers.image_processing_backends import TorchvisionBackend
+    except ImportError:  # older transformers: call the processor whole
+        return None
+    if not isinstance(image_processor, TorchvisionBackend):
+        return None
+    if type(image_processor)._preprocess is not TorchvisionBackend._preprocess:
+        return None
+    p = image_processor
+    kwargs = {name: getattr(p, name, None) for name in p._valid_kwargs_names}
+    kwargs = p._standardize_kwargs(**kwargs)
+    if kwargs.get("do_pad"):
+        return None
+    return kwargs
 
 
 class JpegDecoder:
@@ -48,7 +112,6 @@ class JpegDecoder:
         self.device = device
 
     def __call__(self, encoded: Sequence[bytes]) -> list[tuple[Any, str | None]]:
-        import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
         data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in encoded]

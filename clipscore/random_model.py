@@ -59,15 +59,26 @@ def tiny_config(vocab_size: int, image_size: int = 32, seed_dims: int = 32):
 
 
 def build_random_clip(out: str | Path, config_dir: str | Path | None = None, tiny: bool = False,
-                      seed: int = 0, image_size: int = 32) -> Path:
-    """Write a random-weight CLIP to ``out``: the architecture of ``config_dir``, or a tiny one."""
+                      seed: int = 0, image_size: int = 32, vit_b32: bool = False) -> Path:
+    """Write a random-weight CLIP to ``out``: the architecture of ``config_dir``, or a tiny one.
+
+    ``vit_b32``: the ViT-B/32 image tower and preprocessing (transformers' ``CLIPConfig`` and
+    ``CLIPImageProcessor`` defaults are OpenAI's ViT-B/32) with the tiny byte-level tokenizer, for
+    tests that need the real image path without any downloaded file.
+    """
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    if tiny:
+    if vit_b32:
+        vocab_size = write_tiny_tokenizer(out)
+        config = CLIPConfig(text_config=dict(vocab_size=vocab_size, bos_token_id=vocab_size - 2,
+                                             eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1))
+        tokenizer = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
+        processor = CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
+    elif tiny:
         vocab_size = write_tiny_tokenizer(out)
         config = tiny_config(vocab_size, image_size=image_size)
         tokenizer = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))

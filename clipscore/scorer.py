@@ -84,14 +84,14 @@ class PairScorer:
     def __init__(self, cfg: ScoreConfig, bundle: ClipBundle):
         self.cfg = cfg
         self.bundle = bundle
+        self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None)
         self.loader = ImageLoader(cfg)
-        self.loader.set_target_size(bundle.image_size)
+        self.loader.set_target(*self.preprocess.target_size())
         self.jpeg_decoder: JpegDecoder | None = None
         if cfg.gpu_decode:
             # JPEGs skip PIL: checked from the header, then batch-decoded and resized on the device.
             self.loader.defer_jpeg = True
             self.jpeg_decoder = JpegDecoder(bundle.device)
-        self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None)
         self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length, cfg.max_caption_chars)
         self.encoder = ClipEncoder(bundle, cfg.batch_size)
         self.times = StageTimes()
@@ -196,10 +196,8 @@ class PairScorer:
         for i, (image, error) in zip(pending, decoded):
             if image is None:
                 loaded[i] = LoadedImage(None, error)
-        if ok:
-            pixels = self.preprocess([image for _, image in ok]).cpu()
-            for (i, _), tensor in zip(ok, pixels):
-                loaded[i] = LoadedImage(tensor)
+        for i, image in ok:  # resized and cropped on the device; small tensors come back
+            loaded[i] = LoadedImage(self.preprocess.one(image).cpu())
         return loaded
 
     def _compute(self, prepared: _Prepared) -> pd.DataFrame:
@@ -214,7 +212,7 @@ class PairScorer:
             pixels = prepared.pixel_values
             if len(used_images) < len(pixels):  # skip the copy in the usual case: every image is used
                 pixels = pixels[torch.from_numpy(used_images)]
-            image_embeds = self.encoder.embed_images(pixels)
+            image_embeds = self.encoder.embed_images(pixels, self.preprocess.finish)
             text_embeds = self.encoder.embed_texts(**prepared.text_inputs)
             cos = cosine_rows(
                 image_embeds,

@@ -23,10 +23,10 @@ def test_precedence_yaml_then_flags_then_set(tmp_path):
 
 
 def test_set_parses_types():
-    cfg = load_config(set_args=["band_edges=[0.1, 0.3]", "jpeg_draft=true", "http_timeout_s=2.5",
+    cfg = load_config(set_args=["band_edges=[0.1, 0.3]", "gpu_decode=true", "http_timeout_s=2.5",
                                 "merge_keys=id,shard", "model_revision=null"])
     assert cfg.band_edges == (0.1, 0.3)
-    assert cfg.jpeg_draft is True and cfg.http_timeout_s == 2.5
+    assert cfg.gpu_decode is True and cfg.http_timeout_s == 2.5
     assert cfg.merge_keys == ("id", "shard") and cfg.model_revision is None
 
 
@@ -44,7 +44,9 @@ def test_unknown_option_suggests_the_right_name():
         ("batch_size=abc", "batch_size' expects a whole number"),
         ("band_edges=[0.3, 0.2]", "strictly increasing"),
         ("band_edges=[0.2, 1.5]", r"must lie in \[-1, 1\]"),
-        ("jpeg_draft=maybe", "expects true or false"),
+        ("gpu_decode=maybe", "expects true or false"),
+        ("preprocess=quick", "preprocess' must be one of exact, fast"),
+        ("jpeg_draft=true", "'jpeg_draft' was replaced: use preprocess=fast"),
         ("mode=replace", "mode' must be one of overwrite, append, error"),
         ("nokeyvalue", "--set expects key=value"),
     ],

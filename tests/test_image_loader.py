@@ -1,8 +1,10 @@
 """Image loading: every kind of bad input is a row error with a reason; odd valid images decode."""
+import numpy as np
 import pytest
 from PIL import Image
 
 from clipscore.config import ScoreConfig
+from clipscore.frames import open_reference_rgb
 from clipscore.image_loader import ImageLoader
 
 
@@ -20,14 +22,14 @@ def code(result) -> str:
 
 @pytest.mark.parametrize("name", ["jpeg", "png", "cmyk_jpeg", "grayscale", "sixteen_bit", "palette", "rgba",
                                   "animated_gif", "one_pixel", "very_wide", "very_large", "webp"])
-def test_odd_but_valid_images_decode_to_rgb(loader, odd_images, name):
+def test_odd_but_valid_images_decode_to_the_reference_rgb_frame(loader, odd_images, name):
+    """preprocess=exact: the frame equals Pillow's ``open().convert("RGB")`` bit for bit, whichever decoder ran."""
     result = loader.load(odd_images[name])
     assert result.error is None, result.error
-    assert result.image.mode == "RGB"
-    import io
-
-    with Image.open(io.BytesIO(odd_images[name])) as reference:
-        assert result.image.size == reference.size  # first frame, full size: no resizing here
+    reference = open_reference_rgb(odd_images[name])  # first frame, full size: no resizing here
+    frame = result.image.permute(1, 2, 0).numpy()
+    assert frame.shape == reference.shape
+    assert np.array_equal(frame, reference)
 
 
 @pytest.mark.parametrize("name", ["empty", "random", "text", "truncated", "bomb", "pdf"])
@@ -78,7 +80,7 @@ def test_unknown_scheme_without_a_driver_is_a_row_error(loader):
 
 def test_urls(loader, http_server, odd_images):
     ok = loader.load(f"{http_server}/img/jpeg")
-    assert ok.error is None and ok.image.size == (64, 48)
+    assert ok.error is None and tuple(ok.image.shape) == (3, 48, 64)
     assert code(loader.load(f"{http_server}/img/missing")) == "url_http_error"
     assert "HTTP 404" in loader.load(f"{http_server}/img/missing").error
     assert code(loader.load(f"{http_server}/error500")) == "url_server_error"

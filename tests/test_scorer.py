@@ -69,9 +69,9 @@ def test_duplicates_are_encoded_once_and_score_the_same(scorer, odd_images):
     calls = {"images": 0, "texts": 0}
     embed_images, embed_texts = scorer.encoder.embed_images, scorer.encoder.embed_texts
 
-    def count_images(pixels):
+    def count_images(pixels, finish=None):
         calls["images"] += len(pixels)
-        return embed_images(pixels)
+        return embed_images(pixels, finish)
 
     def count_texts(input_ids, attention_mask):
         calls["texts"] += len(input_ids)
