@@ -83,7 +83,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import _ACTIONS, _LIGHT, _PLACES, _SUBJECTS, TINY_MODEL_DIR, photo_like  # noqa: E402
+from bench import TINY_MODEL_DIR  # noqa: E402
+from bench_data import _ACTIONS, _LIGHT, _PLACES, _SUBJECTS, photo_like  # noqa: E402
 
 DEFAULT_WORK = REPO / "out" / "bench-scale"
 RESULTS = REPO / "benchmarks" / "results"

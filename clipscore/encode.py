@@ -20,6 +20,11 @@ class ClipEncoder:
         self.dtype = bundle.dtype
         self.batch_size = batch_size
         self._non_blocking = self.device.type == "cuda"
+        self._autocast = bundle.autocast
+
+    def _precision(self):
+        """The autocast context the bundle asks for (bf16 on CPU), else a no-op."""
+        return torch.autocast("cpu", dtype=self._autocast, enabled=self._autocast is not None)
 
     @torch.inference_mode()
     def embed_images(self, pixel_values: torch.Tensor, finish: Callable | None = None) -> torch.Tensor:
@@ -31,8 +36,9 @@ class ClipEncoder:
             if finish is not None:
                 chunk = finish(chunk, self.device)
             chunk = chunk.to(self.device, dtype=self.dtype, non_blocking=self._non_blocking)
-            pooled = self.model.vision_model(pixel_values=chunk).pooler_output
-            out.append(self.model.visual_projection(pooled))
+            with self._precision():
+                pooled = self.model.vision_model(pixel_values=chunk).pooler_output
+                out.append(self.model.visual_projection(pooled).float())
         return _normalise(torch.cat(out)) if out else torch.empty(0)
 
     @torch.inference_mode()
@@ -50,8 +56,10 @@ class ClipEncoder:
         for rows, length in _length_buckets(attention_mask, self.batch_size):
             ids = input_ids[rows, :length].to(self.device, non_blocking=self._non_blocking)
             mask = attention_mask[rows, :length].to(self.device, non_blocking=self._non_blocking)
-            pooled = self.model.text_model(input_ids=ids, attention_mask=mask).pooler_output
-            out[rows] = _normalise(self.model.text_projection(pooled)).cpu()
+            with self._precision():
+                pooled = self.model.text_model(input_ids=ids, attention_mask=mask).pooler_output
+                projected = self.model.text_projection(pooled)
+            out[rows] = _normalise(projected).cpu()
         return out
 
 

@@ -52,6 +52,7 @@ class ClipBundle:
     max_length: int
     image_size: int
     load_seconds: float
+    autocast: Any = None  # a torch dtype: run the towers under torch.autocast on the CPU (bf16)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -138,8 +139,16 @@ def load_clip(key: ModelKey) -> ClipBundle:
     model.eval()
     model.requires_grad_(False)
     device = torch.device(key.device)
+    autocast = None
     if key.precision == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model = quantize_int8(model)
+    elif key.precision == "bf16" and device.type == "cpu":
+        # fp32 weights under CPU autocast: matmuls in bf16 (AVX512-BF16/AMX), layer norms and softmax
+        # in fp32; as fast as casting the whole model, and closer to fp32 (benchmarks/README.md).
+        autocast = torch.bfloat16
+        if not cpu_has_native_bf16():
+            log.warning("precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slower "
+                        "than fp32; use precision=fp32 (or int8) on this machine.")
     else:
         model = model.to(device=device, dtype=torch_dtype(key.precision))
     image_size = int(model.config.vision_config.image_size)
@@ -150,7 +159,8 @@ def load_clip(key: ModelKey) -> ClipBundle:
         image_processor=processor.image_processor,
         tokenizer=processor.tokenizer,
         device=device,
-        dtype=torch_dtype(key.precision),
+        dtype=torch.float32 if autocast is not None else torch_dtype(key.precision),
+        autocast=autocast,
         max_length=max_length,
         image_size=image_size,
         load_seconds=time.perf_counter() - started,
@@ -158,6 +168,31 @@ def load_clip(key: ModelKey) -> ClipBundle:
     log.info("loaded %s on %s (%s) in %.1fs", key.model, key.device, key.precision, bundle.load_seconds)
     _record_load(key)
     return bundle
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantisation of every Linear layer (weights int8, activations quantised per batch).
+
+    Uses torchao, PyTorch's maintained quantisation library; ``torch.ao.quantization.quantize_dynamic``
+    is deprecated (slated for removal) and is not used.
+    """
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError as exc:
+        raise RuntimeError("precision=int8 needs torchao (pip install 'clipscore[int8]' or pip install torchao); "
+                           "or use precision=bf16 on CPUs with native bf16, else fp32.") from exc
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    return model
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _record_load(key: ModelKey) -> None:

@@ -53,7 +53,7 @@ class StageTimes:
 
 
 @dataclass
-class _Prepared:
+class PreparedBatch:
     n_rows: int
     errors: np.ndarray  # object: reason per row, None where scorable
     image_index: np.ndarray  # int64: row -> distinct image, -1 if none
@@ -107,7 +107,7 @@ class PairScorer:
     # ------------------------------------------------------------------------------------------
     def score_frame(self, images: pd.Series, captions: pd.Series) -> pd.DataFrame:
         """Score one batch synchronously (any length; the model runs in ``batch_size`` chunks)."""
-        return self._compute(self._prepare(images, captions))
+        return self._compute(self.prepare(images, captions))
 
     def score_batches(self, batches: Iterable[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         """Score a stream of batches, preparing up to ``prefetch_batches`` ahead of the model."""
@@ -128,7 +128,7 @@ class PairScorer:
                 except StopIteration:
                     exhausted = True
                     break
-                pending.append(self._prep_pool.submit(self._prepare, images, captions))
+                pending.append(self._prep_pool.submit(self.prepare, images, captions))
             if not pending:
                 return
             yield self._compute(pending.pop(0).result())
@@ -140,7 +140,8 @@ class PairScorer:
             self._prep_pool = None
 
     # ------------------------------------------------------------------------------------------
-    def _prepare(self, images: pd.Series, captions: pd.Series) -> _Prepared:
+    def prepare(self, images: pd.Series, captions: pd.Series) -> PreparedBatch:
+        """Host work before the model: caption checks, image load/decode/resize, tokenize (CPU threads)."""
         if len(images) != len(captions):
             raise ValueError(f"images and captions differ in length: {len(images)} != {len(captions)}")
         t = time.perf_counter()
@@ -183,7 +184,7 @@ class PairScorer:
             text_index[row] = row_to_caption[row]
         text_inputs = self.tokenize(distinct_captions) if distinct_captions else None
         self.times.add("tokenize", t)
-        return _Prepared(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
+        return PreparedBatch(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
 
     def _decode_deferred(self, loaded: list[LoadedImage]) -> list[LoadedImage]:
         """Decode the JPEGs the loader left encoded, in one batch on the model's device, then resize them."""
@@ -200,7 +201,7 @@ class PairScorer:
             loaded[i] = LoadedImage(self.preprocess.one(image).cpu())
         return loaded
 
-    def _compute(self, prepared: _Prepared) -> pd.DataFrame:
+    def _compute(self, prepared: PreparedBatch) -> pd.DataFrame:
         t = time.perf_counter()
         similarity = np.full(prepared.n_rows, np.nan, dtype=np.float32)
         scorable = np.flatnonzero(prepared.text_index >= 0)
@@ -229,6 +230,13 @@ class PairScorer:
                     "embedding_invalid", f"the {self.bundle.key.precision} model gave a NaN, infinite or zero embedding")
             similarity[invalid] = np.nan
         t = self.times.add("model", t)
+        out = self.assemble(prepared, similarity)
+        _record_pairs(len(scorable))
+        self.times.add("band", t)
+        return out
+
+    def assemble(self, prepared: PreparedBatch, similarity: np.ndarray) -> pd.DataFrame:
+        """The output frame for one batch: scores (NaN where not scored), bands, reasons; counts rows."""
         out = pd.DataFrame(
             {
                 "similarity": pd.Series(similarity, dtype="float32"),
@@ -240,8 +248,6 @@ class PairScorer:
             raise RuntimeError(f"scorer produced {len(out)} rows for {prepared.n_rows} inputs")
         self.times.rows += prepared.n_rows
         self.times.scored += int(np.isfinite(similarity).sum())
-        _record_pairs(len(scorable))
-        self.times.add("band", t)
         return out
 
 

@@ -1,0 +1,131 @@
+"""Measurement helpers for the benchmarks: CPU seconds per process tree, peak RSS, GPU memory, score deviation."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class PeakRSS:
+    """Samples RSS of this process and of all its descendants (JVM, Spark Python workers) every 50 ms."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self._psutil = psutil
+        self.interval = interval
+        self.peak_self = self.peak_tree = self.peak_python_workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        me = self._psutil.Process()
+        own = me.memory_info().rss
+        tree, workers = own, 0
+        for child in me.children(recursive=True):
+            try:
+                rss = child.memory_info().rss
+                tree += rss
+                cmd = " ".join(child.cmdline())
+                if "pyspark" in cmd and "python" in cmd.lower():
+                    workers += rss
+            except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
+                pass
+        self.peak_self = max(self.peak_self, own)
+        self.peak_tree = max(self.peak_tree, tree)
+        self.peak_python_workers = max(self.peak_python_workers, workers)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def as_dict(self) -> dict:
+        mib = 1024 * 1024
+        return {"peak_rss_mib": round(self.peak_self / mib), "peak_rss_tree_mib": round(self.peak_tree / mib),
+                "peak_rss_python_workers_mib": round(self.peak_python_workers / mib)}
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and its live descendants.
+
+    Wall-clock pairs/s on a shared machine move with the neighbours' load; pairs per CPU-second do
+    not (much), and they are what sizing a cluster needs. Spark's Python workers are reused across
+    jobs, so they are alive at both ends of a timed job and their difference counts.
+    """
+    import psutil
+
+    total = 0.0
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+@dataclass
+class Result:
+    name: str
+    label: str
+    pairs: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.pairs / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def pairs_per_cpu_s(self) -> float:
+        cpu = self.extra.get("cpu_seconds")
+        return self.pairs / cpu if cpu else float("nan")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "label": self.label, "pairs": self.pairs, "seconds": round(self.seconds, 3),
+                "pairs_per_s": round(self.pairs_per_s, 2), "pairs_per_cpu_s": round(self.pairs_per_cpu_s, 3),
+                **self.extra}
+
+
+def gpu_peak(device: str) -> dict:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return {"peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)}
+    return {}
+
+
+def gpu_reset(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def deviation(x: np.ndarray, ref: np.ndarray) -> dict:
+    ok = ~(np.isnan(x) | np.isnan(ref))
+    diff = np.abs(x[ok].astype(np.float64) - ref[ok].astype(np.float64))
+    return {"max_abs_diff": float(diff.max()) if diff.size else None,
+            "mean_abs_diff": float(diff.mean()) if diff.size else None, "compared": int(ok.sum()),
+            "nan_mismatch": int((np.isnan(x) != np.isnan(ref)).sum())}

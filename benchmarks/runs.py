@@ -1,0 +1,186 @@
+"""The benchmark's runs: (a) baseline, (b) bare model, (c) scoring core, (d) Spark job."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from measure import PeakRSS, Result, gpu_peak, gpu_reset, sync, tree_cpu_seconds
+
+
+def run_baseline(model_dir: str, df, device: str) -> tuple[Result, np.ndarray]:
+    """(a) What users start from: processor + model for one pair at a time (the reference scores too)."""
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
+    processor = CLIPProcessor.from_pretrained(model_dir)
+    model = CLIPModel.from_pretrained(model_dir).eval().to(device)
+
+    def one(data: bytes, caption: str) -> float:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        inputs = processor(text=[caption], images=[image], return_tensors="pt", padding=True, truncation=True)
+        with torch.no_grad():
+            out = model(**{k: v.to(device) for k, v in inputs.items()})
+        return float((out.image_embeds * out.text_embeds).sum())
+
+    one(df.image.iloc[0], df.caption.iloc[0])  # warm-up: first-call allocations and kernel selection
+    gpu_reset(device)
+    scores = np.empty(len(df), np.float32)
+    with PeakRSS() as rss:
+        cpu0, started = tree_cpu_seconds(), time.perf_counter()
+        for i, (data, caption) in enumerate(zip(df.image, df.caption)):
+            scores[i] = one(data, caption)
+        sync(device)
+        seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+    del model
+    return Result("a", "baseline: transformers, one pair at a time", len(df), seconds,
+                  {"cpu_seconds": round(cpu, 2), **rss.as_dict(), **gpu_peak(device)}), scores
+
+
+def run_bare(bundle, df, batch_size: int, repeats: int, bucketed: bool = False) -> Result:
+    """(b) The ceiling: the same model, batched forward passes on tensors prepared beforehand (not timed).
+
+    Captions are padded to the longest in each batch, as a tokenizer call does. ``bucketed`` runs the
+    text tower the way the core does instead (length buckets, see ``clipscore.encode``): the ceiling
+    for our own text path, reported as b2.
+    """
+    import torch
+    from PIL import Image
+
+    from clipscore.encode import ClipEncoder
+
+    device, dtype, model = bundle.device, bundle.dtype, bundle.model
+    batches = []
+    for start in range(0, len(df), batch_size):
+        part = df.iloc[start : start + batch_size]
+        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in part.image]
+        pixels = bundle.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        tokens = bundle.tokenizer(list(part.caption), padding="longest", truncation=True,
+                                  max_length=bundle.max_length, return_tensors="pt")
+        batches.append((pixels.to(device, dtype), tokens["input_ids"].to(device), tokens["attention_mask"].to(device)))
+
+    encoder = ClipEncoder(bundle, batch_size)
+
+    @torch.inference_mode()
+    def forward(pixels, ids, mask):
+        img = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output).float()
+        img = img / img.norm(dim=-1, keepdim=True)
+        if bucketed:
+            txt = encoder.embed_texts(ids, mask).to(img.device)
+        else:
+            txt = model.text_projection(model.text_model(input_ids=ids, attention_mask=mask).pooler_output).float()
+            txt = txt / txt.norm(dim=-1, keepdim=True)
+        return (img * txt).sum(-1).cpu()
+
+    forward(*(t[:2] for t in batches[0]))  # warm-up
+    gpu_reset(str(device))
+    best, best_cpu = float("inf"), float("inf")
+    with PeakRSS() as rss:
+        for _ in range(repeats):  # best of `repeats`: the ceiling should not be lowered by a noisy neighbour
+            sync(str(device))
+            cpu0, started = tree_cpu_seconds(), time.perf_counter()
+            for batch in batches:
+                forward(*batch)
+            sync(str(device))
+            best = min(best, time.perf_counter() - started)
+            best_cpu = min(best_cpu, tree_cpu_seconds() - cpu0)
+    name, label = ("b2", "bare model, text in length buckets as the core runs it") if bucketed else (
+        "b", "bare model: batched forward on ready tensors")
+    return Result(name, label, len(df), best,
+                  {"cpu_seconds": round(best_cpu, 2), "repeats": repeats, **rss.as_dict(), **gpu_peak(str(device))})
+
+
+def run_core(cfg, df, label: str, name: str = "c") -> tuple[Result, np.ndarray, dict]:
+    """(c) The scoring core as the UDF drives it: slices of ``batch_size`` through ``score_batches``."""
+    from clipscore.scorer import PairScorer
+
+    scorer = PairScorer.from_config(cfg)
+    device = str(scorer.bundle.device)
+    try:
+        scorer.score_frame(df.image.iloc[:2], df.caption.iloc[:2])  # warm-up (pools, first-call allocations)
+        scorer.times.seconds.clear()
+        scorer.times.rows = scorer.times.scored = 0
+        gpu_reset(device)
+        slices = ((df.image.iloc[s : s + cfg.batch_size], df.caption.iloc[s : s + cfg.batch_size])
+                  for s in range(0, len(df), cfg.batch_size))
+        with PeakRSS() as rss:
+            cpu0, started = tree_cpu_seconds(), time.perf_counter()
+            parts = list(scorer.score_batches(slices))
+            sync(device)
+            seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+        stages = {k: round(v, 3) for k, v in scorer.times.seconds.items()}
+    finally:
+        scorer.close()
+    import pandas as pd
+
+    out = pd.concat(parts, ignore_index=True)
+    errors = out.score_error.dropna()
+    if len(errors):
+        raise RuntimeError(f"{name}: {len(errors)} rows failed to score, e.g. {errors.iloc[0]}")
+    return (Result(name, label, len(df), seconds, {"cpu_seconds": round(cpu, 2), "stage_seconds": stages,
+                                                    **rss.as_dict(), **gpu_peak(device)}),
+            out.similarity.to_numpy(np.float32), stages)
+
+
+def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format: str) -> tuple[Result, np.ndarray, dict]:
+    """(d) The whole job in local mode: Parquet with image bytes -> UDF -> write, after a warm-up job."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clipscore.jobs.score import run_score
+    from clipscore.jobs.session import local_session
+
+    inputs = work / "spark_input"
+    warm = work / "spark_warmup_input"
+    for folder in (inputs, warm):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    table = pa.Table.from_pandas(df[["id", "image", "caption"]], preserve_index=False)
+    per_file = -(-len(df) // n_files)
+    for k in range(n_files):  # one file per core: Spark gets one task per core
+        pq.write_table(table.slice(k * per_file, per_file), inputs / f"part-{k:05d}.parquet", row_group_size=64)
+    warm_rows = min(len(df), 4 * n_files)
+    for k in range(n_files):
+        pq.write_table(table.slice(k * 4, 4), warm / f"part-{k:05d}.parquet")
+
+    from clipscore.model import LOAD_LOG_ENV
+
+    load_log = work / "spark_model_loads.tsv"
+    load_log.write_text("")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    with PeakRSS() as rss:
+        spark = local_session("clipscore-bench", master=master, extra_conf={
+            "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": str(n_files),
+            "spark.driver.memory": "4g", "spark.sql.warehouse.dir": str(work / "warehouse"),
+            f"spark.executorEnv.{LOAD_LOG_ENV}": str(load_log),
+        })
+        spark.sparkContext.setLogLevel("ERROR")
+        try:
+            t0 = time.perf_counter()
+            run_score(spark, cfg_base.replace(input=str(warm), output=str(work / "spark_warmup_out"),
+                                                     mode="overwrite", output_format=output_format))
+            cold_seconds = time.perf_counter() - t0
+            loads_warm = len(load_log.read_text().splitlines())
+            cpu0, started = tree_cpu_seconds(), time.perf_counter()
+            summary = run_score(spark, cfg_base.replace(input=str(inputs), output=str(work / "spark_out"),
+                                                        mode="overwrite", output_format=output_format))
+            seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+            scored = spark.read.format(output_format).load(str(work / "spark_out")).select("id", "similarity").toPandas()
+        finally:
+            spark.stop()
+    if summary.scored != len(df):
+        raise RuntimeError(f"d: scored {summary.scored} of {len(df)} rows")
+    scores = scored.set_index("id").similarity.reindex(df.id).to_numpy(np.float32)
+    info = {"cpu_seconds": round(cpu, 2), "master": master, "input_files": n_files, "output_format": output_format,
+            "warmup_job": {"rows": warm_rows, "seconds": round(cold_seconds, 2),
+                           "model_loads": loads_warm,
+                           "note": "starts Python workers and loads the model in each; not in the timed job"},
+            "model_loads_in_timed_job": len(load_log.read_text().splitlines()) - loads_warm,
+            "max_records_per_batch": cfg_base.max_records_per_batch, **rss.as_dict()}
+    return Result("d", "Spark job: Parquet -> UDF -> write (local mode)", len(df), seconds, info), scores, info
