@@ -7,26 +7,28 @@ One run measures, on the same generated data and the same model:
 
   a  baseline   plain transformers CLIPProcessor + CLIPModel, one pair at a time, preprocessing included
   b  bare model batched forward passes (image + text tower, cosine) on ready-made tensors: the ceiling
+  h  host       everything an executor does for a batch except the model forward, per preprocessing
+                mode: CPU-ms per pair (all threads), what decides how many cores feed one GPU
   c  core       clipscore.scorer.PairScorer without Spark: decode, preprocess, tokenize, model, band
   d  spark      clipscore.jobs.score.run_score in local mode: read Parquet (image bytes), UDF, write
 
-plus options measured against (c) on the same pairs: precision=int8 (speed-up, score deviation),
-jpeg_draft (speed-up, score deviation), and the fp32 fidelity of (c) and (d) against (a), the reference.
-Results go to benchmarks/results/<name>.json and .md. See benchmarks/README.md.
+plus, against (c): preprocess=fast, the reduced precisions (bf16, int8 on CPU; fp16, bf16 on GPU) with
+their speed-up and score deviation, fast-vs-exact deviation per image format and on the sample's real
+photos, and the fidelity of (c) and (d) against (a), the reference.
+
+Only (d) imports Spark: on a GPU machine without pyspark or Java, b, c and h run and d is skipped.
+Results go to benchmarks/results/<model>-<device>-<precision>.json and .md. See benchmarks/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import io
+import importlib.util
 import json
 import logging
 import os
 import platform
-import shutil
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 log = logging.getLogger("bench")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_data import cached_dataset  # noqa: E402
+from host import fast_vs_exact, per_format, real_photos, run_host  # noqa: E402
+from measure import deviation  # noqa: E402
+from runs import run_bare, run_baseline, run_core, run_spark  # noqa: E402
 
 
 # -------------------------------------------------------------------------------------------------
@@ -67,7 +75,11 @@ def resolve_model(requested: str | None) -> tuple[str, str]:
 # Report
 # -------------------------------------------------------------------------------------------------
 def fmt(x, digits=2):
-    return "n/a" if x is None else (f"{x:.{digits}e}" if isinstance(x, float) and 0 < abs(x) < 1e-3 else f"{x:.{digits}f}")
+    return "n/a" if x is None else (f"{x:.{digits}e}" if isinstance(x, float) and 0 < abs(x) < 0.1 else f"{x:.{digits}f}")
+
+
+RUN_ORDER = ("a", "b", "b2", "c", "c_fast", "c_fp32", "c_bf16", "c_fp16", "c_int8", "d", "d_bf16")
+TARGETS = {"d/b": ">= 0.9", "d/a": ">= 2", "d/c": ">= 0.93"}
 
 
 def markdown(report: dict) -> str:
@@ -76,55 +88,84 @@ def markdown(report: dict) -> str:
              f"{report['when']} · {report['machine']['cpu']} · {report['machine']['cores']} cores · "
              f"device {report['device']} · precision {report['precision']} · batch_size {report['batch_size']} · "
              f"{report['pairs']} pairs ({', '.join(report['sizes'])}), baseline on {report['baseline_pairs']} · "
-             f"load average at start {report['machine']['load_avg_start']}", "",
+             f"load average at start {report['machine']['load_avg_start']}, at end {report['machine'].get('load_avg_end')}", "",
              "| run | what | pairs | seconds | pairs/s | pairs per CPU-second | peak RSS MiB |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for key in ("a", "b", "b2", "c", "d", "c_int8", "c_jpeg_draft"):
+    for key in RUN_ORDER:
         if key in r:
             x = r[key]
             rss = x.get("peak_rss_tree_mib", x.get("peak_rss_mib"))
-            if key == "d":
+            if key.startswith("d"):
                 rss = f"{x['peak_rss_tree_mib']} (driver+JVM+workers; workers {x['peak_rss_python_workers_mib']})"
             gpu = f", GPU {x['peak_gpu_mib']} MiB" if "peak_gpu_mib" in x else ""
             lines.append(f"| {key} | {x['label']} | {x['pairs']} | {x['seconds']:.1f} | {x['pairs_per_s']:.2f} | "
                          f"{x['pairs_per_cpu_s']:.2f} | {rss}{gpu} |")
     lines += ["", "| ratio | wall-clock pairs/s | pairs per CPU-second | target |", "| --- | ---: | ---: | --- |"]
-    targets = {"d/b": ">= 0.9", "d/a": ">= 2"}
     for k, v in report["ratios"].items():
         cpu = report["cpu_ratios"].get(k)
-        lines.append(f"| {k} | {v:.2f} | {fmt(cpu)} | {targets.get(k, '')} |")
-    split = report.get("stage_split")
-    if split:
-        lines += ["", "Time per 1,000 pairs by stage (seconds; core stages from run c, Spark overhead = d - c; "
-                  "preparation overlaps the model, so stages can add up to more than the wall time):", "",
-                  "| stage | s / 1k pairs |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in split.items()]
+        lines.append(f"| {k} | {v:.2f} | {fmt(cpu)} | {TARGETS.get(k, '')} |")
+    for key in ("d", "d_bf16"):
+        by = r.get(key, {}).get("cpu_seconds_by_process")
+        if by:
+            lines += ["", f"CPU seconds of {key} by process: " + ", ".join(f"{k} {v:.1f}" for k, v in by.items())
+                      + f" (c: {r['c']['cpu_seconds']:.1f} in one process)"]
+    host = report.get("host", {})
+    if host:
+        lines += ["", "Host side (h): everything but the model forward, process CPU time over all threads:", "",
+                  "| mode | CPU-ms per pair | pairs/s per core | wall pairs/s | by step (CPU-ms per pair) |",
+                  "| --- | ---: | ---: | ---: | --- |"]
+        for mode, h in host.items():
+            steps = ", ".join(f"{k} {v:.2f}" for k, v in h["cpu_ms_per_pair_by_step"].items())
+            lines.append(f"| {mode} | {h['cpu_ms_per_pair']:.2f} | {h['pairs_per_s_per_core']:.0f} | "
+                         f"{h['pairs_per_s']:.0f} | {steps} (normalise on {h['normalise_on']}) |")
+    prec = report.get("precisions", {})
+    if prec:
+        lines += ["", "| precision | speed-up vs fp32 (pairs per CPU-second) | wall speed-up | max abs diff vs fp32 | mean abs diff |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for p, v in prec.items():
+            lines.append(f"| {p} | {fmt(v['speedup_vs_fp32'])} | {fmt(v['wall_speedup_vs_fp32'])} | "
+                         f"{fmt(v['max_abs'])} | {fmt(v['mean_abs'])} |")
+    formats = report.get("formats", {})
+    if formats:
+        lines += ["", "Per image format (the first pairs of the mix re-encoded; fast vs exact):", "",
+                  "| format | mean KB | exact CPU-ms/pair | fast CPU-ms/pair | max abs diff | mean abs diff |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for f, v in formats.items():
+            lines.append(f"| {f} | {v['mean_kb']} | {v['exact_cpu_ms_per_pair']:.2f} | {v['fast_cpu_ms_per_pair']:.2f} | "
+                         f"{fmt(v['max_abs'])} | {fmt(v['mean_abs'])} |")
     fid = report.get("fidelity", {})
     if fid:
-        lines += ["", "| scores compared | pairs | max abs diff | mean abs diff | speed-up vs c |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += ["", "| scores compared | pairs | max abs diff | mean abs diff |", "| --- | ---: | ---: | ---: |"]
         for k, v in fid.items():
-            lines.append(f"| {k} | {v['compared']} | {fmt(v['max_abs_diff'], 2)} | {fmt(v['mean_abs_diff'], 2)} | "
-                         f"{fmt(v.get('speedup_vs_c'))} |")
+            lines.append(f"| {k} | {v.get('compared', v.get('pairs'))} | {fmt(v.get('max_abs', v.get('max_abs_diff')))} | "
+                         f"{fmt(v.get('mean_abs', v.get('mean_abs_diff')))} |")
     return "\n".join(lines) + "\n"
+
+
+def load_avg():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="HF id or local folder (default: random-weight ViT-B/32 built into out/)")
-    parser.add_argument("--pairs", type=int, default=320, help="pairs for b, c, d and the options (default 320)")
+    parser.add_argument("--pairs", type=int, default=320, help="pairs for b, c, d, h and the options (default 320)")
     parser.add_argument("--baseline-pairs", type=int, default=48, help="pairs for the per-pair baseline a (default 48)")
+    parser.add_argument("--format-pairs", type=int, default=32, help="pairs per image format in the format table")
     parser.add_argument("--sizes", default="640x480,1024x768", help="image sizes, cycled (default 640x480,1024x768)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=None, help="model batch size (default: ScoreConfig's)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="auto", help="precision of b, c, d (default auto: fp32 on CPU, fp16 on GPU)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ScoreConfig override for c and d")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ScoreConfig override for c, d, h")
     parser.add_argument("--bare-repeats", type=int, default=1, help="b is the best of this many passes")
     parser.add_argument("--master", default=None, help="Spark master (default local[<cores>])")
     parser.add_argument("--input-files", type=int, default=None, help="Parquet files for d (default: one per core)")
     parser.add_argument("--output-format", default="delta", choices=["delta", "parquet"])
-    parser.add_argument("--skip", default="", help="comma list of runs to skip: a,d,int8,draft")
+    parser.add_argument("--skip", default="", help="comma list to skip: a,b,c,d,h,fast,precisions,formats,d_bf16")
     parser.add_argument("--work", default=str(REPO / "out" / "bench"), help="scratch folder (data cache, Spark I/O)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default=None, help="results file stem (default: <model>-<device>-<precision>)")
@@ -136,19 +177,24 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from clipscore.config import load_config
-    from clipscore.model import MODEL_CACHE, ModelKey, resolve_device, resolve_precision
+    from clipscore.model import MODEL_CACHE, ModelKey, cpu_has_native_bf16, resolve_device, resolve_precision
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if "d" not in skip and importlib.util.find_spec("pyspark") is None:
+        log.warning("pyspark is not installed: skipping d (the Spark job); b, c and h need only torch and transformers")
+        skip.add("d")
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     model_dir, model_label = resolve_model(args.model)
     device = resolve_device(args.device)
+    on_gpu = device.startswith("cuda")
     precision = resolve_precision(args.precision, device)
-    overrides = {"model": model_dir, "device": "cuda" if device.startswith("cuda") else "cpu", "precision": precision}
+    overrides = {"model": model_dir, "device": "cuda" if on_gpu else "cpu", "precision": precision}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
     cfg = load_config(overrides=overrides, set_args=args.set)
     work = Path(args.work)
     cores = os.cpu_count() or 1
+    load_start = load_avg()
 
     t0 = time.perf_counter()
     df, data_path = cached_dataset(args.pairs, sizes, args.seed, work / "data")
@@ -157,69 +203,85 @@ def main(argv: list[str] | None = None) -> int:
     base_df = df.iloc[: min(args.baseline_pairs, len(df))]
     tokens = [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision)).tokenizer(list(df.caption))["input_ids"]]
 
-    results: dict[str, Result] = {}
-    scores: dict[str, np.ndarray] = {}
-    stages: dict[str, dict] = {}
+    results, scores, host, formats, precisions = {}, {}, {}, {}, {}
+    fidelity: dict[str, dict] = {}
 
     ref = None
     if "a" not in skip:
         log.info("a: baseline on %d pairs", len(base_df))
         results["a"], ref = run_baseline(model_dir, base_df, device)
     bundle = MODEL_CACHE.get(ModelKey(model_dir, None, device, precision))
-    log.info("b: bare model on %d pairs", len(df))
-    results["b"] = run_bare(bundle, df, cfg.batch_size, args.bare_repeats)
-    results["b2"] = run_bare(bundle, df, cfg.batch_size, args.bare_repeats, bucketed=True)
+    if "b" not in skip:
+        log.info("b: bare model on %d pairs", len(df))
+        results["b"] = run_bare(bundle, df, cfg.batch_size, args.bare_repeats)
+        results["b2"] = run_bare(bundle, df, cfg.batch_size, args.bare_repeats, bucketed=True)
+    if "h" not in skip:
+        modes = ["exact", "fast"] + (["gpu_decode"] if on_gpu else [])
+        for mode in modes:
+            log.info("h: host side, %s", mode)
+            mode_cfg = cfg.replace(gpu_decode=True) if mode == "gpu_decode" else cfg.replace(preprocess=mode)
+            host[mode] = run_host(mode_cfg, df, device)
     log.info("c: scoring core on %d pairs", len(df))
-    results["c"], scores["c"], stages["c"] = run_core(cfg, df, "core: PairScorer, no Spark")
-    if "int8" not in skip and device == "cpu":
-        log.info("c_int8: scoring core, precision=int8")
-        results["c_int8"], scores["c_int8"], _ = run_core(cfg.replace(precision="int8"), df,
-                                                          "core, precision=int8 (dynamic quantisation)", "c_int8")
-        MODEL_CACHE.clear()  # free the int8 copy before Spark starts its workers
-    if "draft" not in skip:
-        log.info("c_jpeg_draft: scoring core, jpeg_draft=true")
-        results["c_jpeg_draft"], scores["c_jpeg_draft"], _ = run_core(cfg.replace(jpeg_draft=True), df,
-                                                                      "core, jpeg_draft=true", "c_jpeg_draft")
+    results["c"], scores["c"], stages_c = run_core(cfg, df, f"core: PairScorer, no Spark ({cfg.preprocess})")
+    if "fast" not in skip:
+        log.info("c_fast: scoring core, preprocess=fast")
+        results["c_fast"], scores["c_fast"], _ = run_core(cfg.replace(preprocess="fast"), df,
+                                                          "core, preprocess=fast", "c_fast")
+        fidelity["fast_vs_exact"] = {**_dev(scores["c_fast"], scores["c"]),
+                                     "speedup_vs_c": round(results["c_fast"].pairs_per_cpu_s / results["c"].pairs_per_cpu_s, 3)}
+        fidelity["fast_vs_exact_real_photos"] = fast_vs_exact(cfg, real_photos())
+    if "precisions" not in skip:
+        extra = ["fp16", "bf16"] if on_gpu else ["bf16", "int8"]
+        if precision != "fp32":
+            log.info("c_fp32: the fp32 reference for the reduced precisions")
+            results["c_fp32"], scores["c_fp32"], _ = run_core(cfg.replace(precision="fp32"), df, "core, fp32", "c_fp32")
+        fp32 = "c" if precision == "fp32" else "c_fp32"
+        for p in extra:
+            key = "c" if p == precision else f"c_{p}"
+            if key != "c":
+                log.info("%s: scoring core, precision=%s", key, p)
+                results[key], scores[key], _ = run_core(cfg.replace(precision=p), df, f"core, precision={p}", key)
+                MODEL_CACHE.clear()  # free each reduced copy before the next
+            precisions[p] = {**_dev(scores[key], scores[fp32]),
+                             "speedup_vs_fp32": round(results[key].pairs_per_cpu_s / results[fp32].pairs_per_cpu_s, 3),
+                             "wall_speedup_vs_fp32": round(results[key].pairs_per_s / results[fp32].pairs_per_s, 3)}
+        if not on_gpu:
+            precisions["bf16"]["native_bf16"] = cpu_has_native_bf16()
+    if "formats" not in skip:
+        log.info("formats: host cost and fast-vs-exact deviation per image format (%d pairs each)", args.format_pairs)
+        formats = per_format(cfg, df, device, args.format_pairs)
     if "d" not in skip:
         MODEL_CACHE.clear()
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
         master = args.master or f"local[{cores}]"
         log.info("d: Spark job (%s) on %d pairs", master, len(df))
         results["d"], scores["d"], _ = run_spark(cfg, df, work, master, args.input_files or cores, args.output_format)
+        if "d_bf16" not in skip and not on_gpu and precision == "fp32":
+            log.info("d_bf16: Spark job, precision=bf16")
+            results["d_bf16"], scores["d_bf16"], _ = run_spark(
+                cfg.replace(precision="bf16"), df, work, master, args.input_files or cores, args.output_format,
+                name="d_bf16", label="Spark job, precision=bf16")
+            precisions.setdefault("bf16", {})["d_speedup_vs_fp32"] = round(
+                results["d_bf16"].pairs_per_cpu_s / results["d"].pairs_per_cpu_s, 3)
+            precisions["bf16"]["d_max_abs"] = _dev(scores["d_bf16"], scores["d"])["max_abs"]
 
     ratios = {}
     rate = {k: v.pairs_per_s for k, v in results.items()}
-    for num, den in (("c", "b"), ("d", "b"), ("d", "a"), ("c", "b2"), ("d", "b2"), ("c", "a"), ("b", "a")):
+    for num, den in (("c", "b"), ("d", "b"), ("d", "a"), ("d", "c"), ("c", "b2"), ("d", "b2"), ("c", "a"), ("b", "a")):
         if num in rate and den in rate:
             ratios[f"{num}/{den}"] = rate[num] / rate[den]
     cpu_rate = {k: v.pairs_per_cpu_s for k, v in results.items()}
     cpu_ratios = {f"{n}/{d}": cpu_rate[n] / cpu_rate[d] for n, d in
                   (tuple(k.split("/")) for k in ratios) if np.isfinite(cpu_rate[n] / cpu_rate[d])}
-    per_k = 1000 / len(df)
-    split = {f"{k} (c)": v * per_k for k, v in stages["c"].items()}
-    split["c wall"] = results["c"].seconds * per_k
-    if "d" in results:
-        split["Spark overhead (d - c)"] = (results["d"].seconds - results["c"].seconds) * per_k
-        split["d wall"] = results["d"].seconds * per_k
 
-    fidelity = {}
     n_ref = 0 if ref is None else len(ref)
     if ref is not None:
-        fidelity[f"c {precision} vs reference a"] = deviation(scores["c"][:n_ref], ref)
+        fidelity[f"c {precision} vs reference a"] = _dev(scores["c"][:n_ref], ref)
         if "d" in scores:
-            fidelity[f"d {precision} vs reference a"] = deviation(scores["d"][:n_ref], ref)
+            fidelity[f"d {precision} vs reference a"] = _dev(scores["d"][:n_ref], ref)
     if "d" in scores:
-        fidelity["d vs c (all pairs)"] = deviation(scores["d"], scores["c"])
-    for key, label in (("c_int8", "int8 vs fp32 (c)"), ("c_jpeg_draft", "jpeg_draft vs default (c)")):
-        if key in scores:
-            fidelity[label] = {**deviation(scores[key], scores["c"]), "speedup_vs_c": rate[key] / rate["c"]}
-            if ref is not None:
-                fidelity[label.split(" vs")[0] + " vs reference a"] = deviation(scores[key][:n_ref], ref)
+        fidelity["d vs c (all pairs)"] = _dev(scores["d"], scores["c"])
 
-    try:
-        load_avg = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load_avg = None
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "model": model_dir, "model_label": model_label, "device": device, "precision": precision,
@@ -227,33 +289,43 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": [f"{w}x{h}" for w, h in sizes], "jpeg_mb": round(df.image.map(len).sum() / 1e6, 1),
         "caption_tokens": {"mean": round(float(np.mean(tokens)), 1), "max": int(np.max(tokens))},
         "config_overrides": args.set,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": cores,
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-                    "load_avg_start": load_avg, "python": platform.python_version()},
+        "machine": {"cpu": _cpu_name(), "cores": cores, "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads(), "load_avg_start": load_start,
+                    "load_avg_end": load_avg(), "python": platform.python_version(),
+                    "gpu": torch.cuda.get_device_name(0) if on_gpu else None},
         "results": {k: v.as_dict() for k, v in results.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "cpu_ratios": {k: round(v, 3) for k, v in cpu_ratios.items()},
-        "stage_split": {k: round(v, 3) for k, v in split.items()},
+        "host": host,
+        "precisions": precisions,
+        "formats": formats,
         "fidelity": fidelity,
+        "stage_seconds_c": stages_c,
     }
-    try:
-        import psutil  # noqa: F401 - cpu model name, where the OS tells it
-
-        with open("/proc/cpuinfo") as handle:
-            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
-        report["machine"]["cpu"] = name or report["machine"]["cpu"]
-    except OSError:
-        pass
-
     out_dir = Path(args.results)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.name or f"{Path(model_dir).name}-{'cuda' if device.startswith('cuda') else 'cpu'}-{precision}"
+    stem = args.name or f"{Path(model_dir).name}-{'cuda' if on_gpu else 'cpu'}-{precision}"
     (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)
     (out_dir / f"{stem}.md").write_text(table, encoding="utf-8")
     print(table)
     print(f"results: {out_dir / (stem + '.json')} and .md")
     return 0
+
+
+def _dev(x: np.ndarray, ref: np.ndarray) -> dict:
+    d = deviation(x, ref)
+    return {"pairs": d["compared"], "max_abs": d["max_abs_diff"], "mean_abs": d["mean_abs_diff"],
+            "nan_mismatch": d["nan_mismatch"]}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), None)
+    except OSError:
+        name = None
+    return name or platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -77,6 +77,31 @@ def tree_cpu_seconds() -> float:
     return total
 
 
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds so far by kind of process: this driver, the Spark JVM, Spark's Python workers, other."""
+    import psutil
+
+    out = {"driver_python": 0.0, "jvm": 0.0, "python_workers": 0.0, "other": 0.0}
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            cpu = t.user + t.system + t.children_user + t.children_system
+            cmd = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.pid == me.pid:
+            kind = "driver_python"
+        elif "java" in cmd.split(" ", 1)[0]:
+            kind = "jvm"
+        elif "pyspark" in cmd:
+            kind = "python_workers"
+        else:
+            kind = "other"
+        out[kind] += cpu
+    return out
+
+
 @dataclass
 class Result:
     name: str

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from measure import PeakRSS, Result, gpu_peak, gpu_reset, sync, tree_cpu_seconds
+from measure import PeakRSS, Result, cpu_by_process, gpu_peak, gpu_reset, sync, tree_cpu_seconds
 
 
 def run_baseline(model_dir: str, df, device: str) -> tuple[Result, np.ndarray]:
@@ -24,7 +24,8 @@ def run_baseline(model_dir: str, df, device: str) -> tuple[Result, np.ndarray]:
 
     def one(data: bytes, caption: str) -> float:
         image = Image.open(io.BytesIO(data)).convert("RGB")
-        inputs = processor(text=[caption], images=[image], return_tensors="pt", padding=True, truncation=True)
+        inputs = processor(text=[caption], images=[image], return_tensors="pt", padding=True, truncation=True,
+                           max_length=model.config.text_config.max_position_embeddings)
         with torch.no_grad():
             out = model(**{k: v.to(device) for k, v in inputs.items()})
         return float((out.image_embeds * out.text_embeds).sum())
@@ -128,7 +129,8 @@ def run_core(cfg, df, label: str, name: str = "c") -> tuple[Result, np.ndarray, 
             out.similarity.to_numpy(np.float32), stages)
 
 
-def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format: str) -> tuple[Result, np.ndarray, dict]:
+def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format: str,
+              name: str = "d", label: str = "Spark job: Parquet -> UDF -> write (local mode)") -> tuple[Result, np.ndarray, dict]:
     """(d) The whole job in local mode: Parquet with image bytes -> UDF -> write, after a warm-up job."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -167,20 +169,22 @@ def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format
                                                      mode="overwrite", output_format=output_format))
             cold_seconds = time.perf_counter() - t0
             loads_warm = len(load_log.read_text().splitlines())
+            by_process0 = cpu_by_process()
             cpu0, started = tree_cpu_seconds(), time.perf_counter()
             summary = run_score(spark, cfg_base.replace(input=str(inputs), output=str(work / "spark_out"),
                                                         mode="overwrite", output_format=output_format))
             seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+            by_process = {k: round(v - by_process0.get(k, 0.0), 2) for k, v in cpu_by_process().items()}
             scored = spark.read.format(output_format).load(str(work / "spark_out")).select("id", "similarity").toPandas()
         finally:
             spark.stop()
     if summary.scored != len(df):
         raise RuntimeError(f"d: scored {summary.scored} of {len(df)} rows")
     scores = scored.set_index("id").similarity.reindex(df.id).to_numpy(np.float32)
-    info = {"cpu_seconds": round(cpu, 2), "master": master, "input_files": n_files, "output_format": output_format,
+    info = {"cpu_seconds": round(cpu, 2), "cpu_seconds_by_process": by_process, "master": master, "input_files": n_files, "output_format": output_format,
             "warmup_job": {"rows": warm_rows, "seconds": round(cold_seconds, 2),
                            "model_loads": loads_warm,
                            "note": "starts Python workers and loads the model in each; not in the timed job"},
             "model_loads_in_timed_job": len(load_log.read_text().splitlines()) - loads_warm,
             "max_records_per_batch": cfg_base.max_records_per_batch, **rss.as_dict()}
-    return Result("d", "Spark job: Parquet -> UDF -> write (local mode)", len(df), seconds, info), scores, info
+    return Result(name, label, len(df), seconds, info), scores, info

@@ -1,0 +1,129 @@
+"""(h) The host side of scoring: everything an executor does for a batch except the model forward.
+
+On a GPU node this is what caps throughput: every pair is read, decoded, resized, normalised and
+tokenized on CPU cores. ``run_host`` measures it as process CPU time (all threads: the decode pool,
+the tokenizer, Arrow), so a figure holds however many cores a node has: cores per GPU =
+pairs/s the GPU can take x CPU-ms per pair / 1000.
+
+Also here: fast-vs-exact score deviation per image format, and on the sample's real photos.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_data import reencode
+from measure import sync
+
+SAMPLE_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "sample" / "images"
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+
+
+def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
+    """CPU-ms per pair for Arrow -> pandas, load/decode/resize, tokenize, normalise and result assembly.
+
+    The model is never run; the similarity column is filled with zeros. Normalisation runs where the
+    scorer runs it, on the model's device: on a GPU it is not host work. Best of ``repeats`` passes.
+    """
+    import pyarrow as pa
+    import torch
+
+    from clipscore.scorer import PairScorer
+
+    scorer = PairScorer.from_config(cfg)
+    model_device = scorer.bundle.device
+    runtime = {"score_device": str(model_device).split(":")[0], "score_precision": scorer.bundle.key.precision}
+    table = pa.Table.from_pandas(df[["image", "caption"]], preserve_index=False)
+    batches = table.to_batches(max_chunksize=cfg.max_records_per_batch)
+
+    def one_pass() -> tuple[float, float, dict]:
+        cpu = dict.fromkeys(("arrow_in", "prepare", "normalise", "assemble"), 0.0)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for batch in batches:
+            t = time.process_time()
+            images, captions = batch.column(0).to_pandas(), batch.column(1).to_pandas()  # as Spark's serializer
+            cpu["arrow_in"] += time.process_time() - t
+            for start in range(0, len(images), cfg.batch_size):
+                t = time.process_time()
+                prepared = scorer.prepare(images.iloc[start : start + cfg.batch_size],
+                                          captions.iloc[start : start + cfg.batch_size])
+                cpu["prepare"] += time.process_time() - t
+                t = time.process_time()
+                if prepared.pixel_values is not None:
+                    scorer.preprocess.finish(prepared.pixel_values, model_device)
+                    sync(str(model_device))
+                cpu["normalise"] += time.process_time() - t
+                t = time.process_time()
+                similarity = np.where(prepared.text_index >= 0, 0.0, np.nan).astype(np.float32)
+                out = scorer.assemble(prepared, similarity).assign(**runtime)
+                pa.RecordBatch.from_pandas(out, preserve_index=False)  # the UDF's result goes back to Arrow
+                cpu["assemble"] += time.process_time() - t
+        return time.process_time() - cpu0, time.perf_counter() - wall0, cpu
+
+    try:
+        scorer.prepare(df.image.iloc[:2], df.caption.iloc[:2])  # warm-up: thread pools, first allocations
+        best = None
+        for _ in range(repeats):
+            scorer.times.seconds.clear()
+            result = one_pass()
+            if best is None or result[0] < best[0]:
+                best, stage_wall = result, dict(scorer.times.seconds)
+    finally:
+        scorer.close()
+    cpu, wall, stage_cpu = best
+    n = len(df)
+    return {
+        "pairs": n, "cpu_seconds": round(cpu, 3), "seconds": round(wall, 3),
+        "cpu_ms_per_pair": round(1000 * cpu / n, 3),
+        "pairs_per_s": round(n / wall, 1), "pairs_per_s_per_core": round(n / cpu, 1),
+        "cpu_ms_per_pair_by_step": {k: round(1000 * v / n, 3) for k, v in stage_cpu.items()},
+        "prepare_wall_ms_per_pair_by_stage": {k: round(1000 * v / n, 3) for k, v in stage_wall.items()},
+        "decode_threads": cfg.decode_threads or "auto", "normalise_on": str(model_device),
+    }
+
+
+def _score(cfg, images: list[bytes], caption: str = "a photo") -> np.ndarray:
+    import pandas as pd
+
+    from clipscore.scorer import PairScorer
+
+    scorer = PairScorer.from_config(cfg)
+    try:
+        out = scorer.score_frame(pd.Series(images), pd.Series([caption] * len(images)))
+    finally:
+        scorer.close()
+    if out.score_error.notna().any():
+        raise RuntimeError(f"fidelity: rows failed: {out.score_error.dropna().iloc[0]}")
+    return out.similarity.to_numpy(np.float64)
+
+
+def fast_vs_exact(cfg, images: list[bytes]) -> dict:
+    exact = _score(cfg.replace(preprocess="exact"), images)
+    fast = _score(cfg.replace(preprocess="fast"), images)
+    diff = np.abs(fast - exact)
+    return {"pairs": len(images), "max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
+
+
+def per_format(cfg, df, device: str, n: int) -> dict:
+    """For each allowed format: host CPU-ms per pair in both modes, and fast-vs-exact score deviation."""
+    out = {}
+    base = df.iloc[:n]
+    for fmt in FORMATS:
+        images = [reencode(b, fmt) for b in base.image]
+        frame = base.assign(image=images)
+        out[fmt] = {
+            "mean_kb": round(float(np.mean([len(b) for b in images])) / 1e3, 1),
+            "exact_cpu_ms_per_pair": run_host(cfg.replace(preprocess="exact"), frame, device, repeats=1)["cpu_ms_per_pair"],
+            "fast_cpu_ms_per_pair": run_host(cfg.replace(preprocess="fast"), frame, device, repeats=1)["cpu_ms_per_pair"],
+            **fast_vs_exact(cfg, images),
+        }
+    return out
+
+
+def real_photos() -> list[bytes]:
+    """The sample's real photographs (JPEG and PNG; the deliberately broken files are left out)."""
+    names = ["astronaut.jpg", "camera_gray.jpg", "chelsea.jpg", "clock.jpg", "coffee_palette.png",
+             "coins_16bit.png", "hubble_deep_field.jpg", "immunohistochemistry_cmyk.jpg", "retina.jpg", "rocket.jpg"]
+    return [(SAMPLE_PHOTOS / name).read_bytes() for name in names if (SAMPLE_PHOTOS / name).is_file()]
