@@ -18,9 +18,11 @@ class ImagePreprocessor:
     """RGB frames -> the model's pixel input, in two steps that together are the model's own processor.
 
     ``one`` (per image, in the decode thread): the processor's own ``resize`` and ``center_crop`` on
-    the uint8 frame, so a batch holds small uint8 tensors (150 KB at 224 px), never full frames or
-    float copies. ``finish`` (per model batch, on the model's device): the processor's own fused
-    rescale-and-normalise, so on a GPU the host never touches a float pixel.
+    the uint8 frame, so a batch holds small tensors, never full frames. ``finish`` (per model batch,
+    on the model's device): the processor's own fused rescale-and-normalise, so on a GPU the host
+    never touches a float pixel and ships uint8 (a quarter of the bytes). With ``normalise_in_one``
+    (the model is on the CPU) the normalisation runs in ``one`` instead, on the crop while it is still
+    in the core's cache: on the whole batch it is a pass over 38 MB of floats per 64 images.
 
     The two steps equal one processor call bit for bit (tested): the processor treats each image of a
     batch independently, and these are its methods with its own resolved settings. A processor whose
@@ -28,11 +30,12 @@ class ImagePreprocessor:
     is called whole per image instead, and ``finish`` only moves its float output to the device.
     """
 
-    def __init__(self, image_processor: Any, device: Any = None):
+    def __init__(self, image_processor: Any, device: Any = None, normalise_in_one: bool = False):
         self.image_processor = image_processor
         # Only with gpu_decode: resize on the model's device too (torchvision backend only).
         self.device = device
         self.settings = _split_settings(image_processor)
+        self.normalise_in_one = normalise_in_one
 
     @property
     def split(self) -> bool:
@@ -70,6 +73,10 @@ class ImagePreprocessor:
             image = p.resize(image=image, size=s["size"], resample=s["resample"])
         if s["do_center_crop"]:
             image = p.center_crop(image, s["crop_size"])
+        if self.normalise_in_one and image.device.type == "cpu":
+            # Contiguous first: the float passes run a third faster than on the channels-last view
+            # (the batched processor normalises a stacked, hence contiguous, batch: same values).
+            image = self._normalise(image.contiguous())
         return image
 
     def finish(self, pixels, device: Any = None):
@@ -78,6 +85,9 @@ class ImagePreprocessor:
             pixels = pixels.to(device, non_blocking=getattr(device, "type", str(device)) == "cuda")
         if pixels.dtype != torch.uint8:
             return pixels
+        return self._normalise(pixels)
+
+    def _normalise(self, pixels):
         s = self.settings
         return self.image_processor.rescale_and_normalize(
             pixels, s["do_rescale"], s["rescale_factor"], s["do_normalize"], s["image_mean"], s["image_std"])

@@ -84,7 +84,8 @@ class PairScorer:
     def __init__(self, cfg: ScoreConfig, bundle: ClipBundle):
         self.cfg = cfg
         self.bundle = bundle
-        self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None)
+        self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None,
+                                            normalise_in_one=bundle.device.type == "cpu")
         self.loader = ImageLoader(cfg)
         self.loader.set_target(*self.preprocess.target_size())
         self.jpeg_decoder: JpegDecoder | None = None
