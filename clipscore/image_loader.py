@@ -107,16 +107,20 @@ class ImageLoader:
         self.frames.set_target(height, width)
 
     # ------------------------------------------------------------------------------------------
-    def load_many(self, refs: Sequence[Any], reduce: Callable[[Image.Image], Any] | None = None) -> list[LoadedImage]:
+    def load_many(self, refs: Sequence[Any], reduce: Callable | Sequence[Callable] | None = None) -> list[LoadedImage]:
         """Load every reference, concurrently; the result is aligned with ``refs``.
 
         ``reduce`` runs on each decoded RGB frame in the decode thread (while the frame holds its
-        share of the pixel budget); its result is the item's ``image``.
+        share of the pixel budget); its result is the item's ``image``. A sequence gives one reducer
+        per reference (e.g. each writing into its own slot of a batch).
         """
         if self._decode_pool is None:
             self._decode_pool = ThreadPoolExecutor(self._decode_threads, thread_name_prefix="clipscore-decode")
+        reducers = list(reduce) if isinstance(reduce, (list, tuple)) else [reduce] * len(refs)
+        if len(reducers) != len(refs):
+            raise ValueError(f"{len(reducers)} reducers for {len(refs)} references")
         futures = []
-        for ref in refs:
+        for ref, reduce in zip(refs, reducers):
             if isinstance(ref, str) and is_remote(ref):
                 if self._io_pool is None:
                     self._io_pool = ThreadPoolExecutor(self._io_threads, thread_name_prefix="clipscore-io")

@@ -12,6 +12,7 @@ loaded and encoded once.
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import defaultdict
@@ -95,6 +96,7 @@ class PairScorer:
             self.jpeg_decoder = JpegDecoder(bundle.device)
         self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length, cfg.max_caption_chars)
         self.encoder = ClipEncoder(bundle, cfg.batch_size)
+        self._pinned = bundle.device.type == "cuda"
         self.times = StageTimes()
         self._prep_pool: ThreadPoolExecutor | None = None
 
@@ -154,9 +156,14 @@ class PairScorer:
         # Load each distinct image reference once; rows whose caption is already bad are skipped.
         candidate_rows = [i for i in range(n) if errors[i] is None]
         distinct_refs, row_to_ref = _dedupe(image_values, candidate_rows)
-        # Each frame is reduced to a model-sized tensor in the thread that decoded it: a batch never
-        # holds full-resolution frames (the loader's pixel budget bounds those in flight).
-        loaded = self.loader.load_many(distinct_refs, reduce=self.preprocess.one)
+        # Each frame is reduced to a model-sized tensor in the thread that decoded it, straight into
+        # its slot of the batch when the size is fixed: a batch never holds full-resolution frames
+        # (the loader's pixel budget bounds those in flight) and is never copied whole.
+        batch = (self.preprocess.new_batch(len(distinct_refs), pinned=self._pinned)
+                 if self.jpeg_decoder is None else None)  # gpu_decode resizes JPEGs later, on the device
+        reduce = ([functools.partial(self.preprocess.one, out=batch[i]) for i in range(len(distinct_refs))]
+                  if batch is not None else self.preprocess.one)
+        loaded = self.loader.load_many(distinct_refs, reduce=reduce)
         t = self.times.add("load_decode_resize", t)
         if self.jpeg_decoder is not None:
             loaded = self._decode_deferred(loaded)
@@ -175,7 +182,12 @@ class PairScorer:
             else:
                 errors[row] = loaded[ref_idx].error
 
-        pixel_values = torch.stack(good_images) if good_images else None
+        if not good_images:
+            pixel_values = None
+        elif batch is not None and len(good_images) == len(batch):
+            pixel_values = batch  # every slot filled: no copy
+        else:
+            pixel_values = torch.stack(good_images)
         t = self.times.add("preprocess", t)
 
         scorable = [i for i in range(n) if errors[i] is None]

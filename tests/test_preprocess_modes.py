@@ -75,6 +75,15 @@ def test_split_steps_equal_one_processor_call(kind, odd_images):
         assert steps.one(frame).dtype == torch.uint8  # the batch holds small uint8 crops
         assert got.dtype == want.dtype == torch.float32 and got.shape == want.shape, name
         assert torch.equal(got, want), name
+        # A model on the CPU: normalised per crop in the decode thread, alone or into a batch slot.
+        on_cpu = ImagePreprocessor(processor, normalise_in_one=True)
+        assert torch.equal(on_cpu.finish(torch.stack([on_cpu.one(frame)])), want), name
+        batch = on_cpu.new_batch(2)
+        if batch is not None:
+            on_cpu.one(frame, out=batch[1])
+            assert batch.dtype == torch.float32 and torch.equal(batch[1:], want), name
+        else:
+            assert kind == "uncropped"  # its output size follows each image's aspect ratio
 
 
 def test_a_processor_with_its_own_pipeline_is_called_whole(odd_images):
