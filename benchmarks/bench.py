@@ -22,7 +22,6 @@ Results go to benchmarks/results/<model>-<device>-<precision>.json and .md. See 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -180,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from clipscore.model import MODEL_CACHE, ModelKey, cpu_has_native_bf16, resolve_device, resolve_precision
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    if "d" not in skip and importlib.util.find_spec("pyspark") is None:
+    if "d" not in skip and not spark_available():
         log.warning("pyspark is not installed: skipping d (the Spark job); b, c and h need only torch and transformers")
         skip.add("d")
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
@@ -311,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"results: {out_dir / (stem + '.json')} and .md")
     return 0
+
+
+def spark_available() -> bool:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _dev(x: np.ndarray, ref: np.ndarray) -> dict:
