@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="auto", help="precision of b, c, d (default auto: fp32 on CPU, fp16 on GPU)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ScoreConfig override for c, d, h")
-    parser.add_argument("--bare-repeats", type=int, default=1, help="b is the best of this many passes")
+    parser.add_argument("--bare-repeats", type=int, default=2, help="b is the best of this many passes")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="a, c and d are each the pass with the least CPU time of this many (default 2)")
     parser.add_argument("--master", default=None, help="Spark master (default local[<cores>])")
     parser.add_argument("--input-files", type=int, default=None, help="Parquet files for d (default: one per core)")
     parser.add_argument("--output-format", default="delta", choices=["delta", "parquet"])
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = None
     if "a" not in skip:
         log.info("a: baseline on %d pairs", len(base_df))
-        results["a"], ref = run_baseline(model_dir, base_df, device)
+        results["a"], ref = run_baseline(model_dir, base_df, device, repeats=args.repeats)
     bundle = MODEL_CACHE.get(ModelKey(model_dir, None, device, precision))
     if "b" not in skip:
         log.info("b: bare model on %d pairs", len(df))
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             mode_cfg = cfg.replace(gpu_decode=True) if mode == "gpu_decode" else cfg.replace(preprocess=mode)
             host[mode] = run_host(mode_cfg, df, device)
     log.info("c: scoring core on %d pairs", len(df))
-    results["c"], scores["c"], stages_c = run_core(cfg, df, f"core: PairScorer, no Spark ({cfg.preprocess})")
+    results["c"], scores["c"], stages_c = run_core(cfg, df, f"core: PairScorer, no Spark ({cfg.preprocess})",
+                                                   repeats=args.repeats)
     if "fast" not in skip:
         log.info("c_fast: scoring core, preprocess=fast")
         results["c_fast"], scores["c_fast"], _ = run_core(cfg.replace(preprocess="fast"), df,
@@ -254,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.empty_cache() if torch.cuda.is_available() else None
         master = args.master or f"local[{cores}]"
         log.info("d: Spark job (%s) on %d pairs", master, len(df))
-        results["d"], scores["d"], _ = run_spark(cfg, df, work, master, args.input_files or cores, args.output_format)
+        results["d"], scores["d"], _ = run_spark(cfg, df, work, master, args.input_files or cores, args.output_format,
+                                                 repeats=args.repeats)
         if "d_bf16" not in skip and not on_gpu and precision == "fp32":
             log.info("d_bf16: Spark job, precision=bf16")
             results["d_bf16"], scores["d_bf16"], _ = run_spark(

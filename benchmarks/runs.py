@@ -13,7 +13,7 @@ import numpy as np
 from measure import PeakRSS, Result, cpu_by_process, gpu_peak, gpu_reset, sync, tree_cpu_seconds
 
 
-def run_baseline(model_dir: str, df, device: str) -> tuple[Result, np.ndarray]:
+def run_baseline(model_dir: str, df, device: str, repeats: int = 1) -> tuple[Result, np.ndarray]:
     """(a) What users start from: processor + model for one pair at a time (the reference scores too)."""
     import torch
     from PIL import Image
@@ -33,12 +33,17 @@ def run_baseline(model_dir: str, df, device: str) -> tuple[Result, np.ndarray]:
     one(df.image.iloc[0], df.caption.iloc[0])  # warm-up: first-call allocations and kernel selection
     gpu_reset(device)
     scores = np.empty(len(df), np.float32)
+    best = None
     with PeakRSS() as rss:
-        cpu0, started = tree_cpu_seconds(), time.perf_counter()
-        for i, (data, caption) in enumerate(zip(df.image, df.caption)):
-            scores[i] = one(data, caption)
-        sync(device)
-        seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+        for _ in range(max(1, repeats)):  # the pass with the least CPU time counts, as for c and d
+            cpu0, started = tree_cpu_seconds(), time.perf_counter()
+            for i, (data, caption) in enumerate(zip(df.image, df.caption)):
+                scores[i] = one(data, caption)
+            sync(device)
+            seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+            if best is None or cpu < best[1]:
+                best = (seconds, cpu)
+    seconds, cpu = best
     del model
     return Result("a", "baseline: transformers, one pair at a time", len(df), seconds,
                   {"cpu_seconds": round(cpu, 2), **rss.as_dict(), **gpu_peak(device)}), scores
@@ -97,8 +102,12 @@ def run_bare(bundle, df, batch_size: int, repeats: int, bucketed: bool = False) 
                   {"cpu_seconds": round(best_cpu, 2), "repeats": repeats, **rss.as_dict(), **gpu_peak(str(device))})
 
 
-def run_core(cfg, df, label: str, name: str = "c") -> tuple[Result, np.ndarray, dict]:
-    """(c) The scoring core as the UDF drives it: slices of ``batch_size`` through ``score_batches``."""
+def run_core(cfg, df, label: str, name: str = "c", repeats: int = 1) -> tuple[Result, np.ndarray, dict]:
+    """(c) The scoring core as the UDF drives it: slices of ``batch_size`` through ``score_batches``.
+
+    With ``repeats`` > 1 the pass with the least CPU time counts (a shared machine's noise only ever
+    adds time); the same rule applies to d, so their ratio compares like with like.
+    """
     from clipscore.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg)
@@ -108,14 +117,19 @@ def run_core(cfg, df, label: str, name: str = "c") -> tuple[Result, np.ndarray, 
         scorer.times.seconds.clear()
         scorer.times.rows = scorer.times.scored = 0
         gpu_reset(device)
-        slices = ((df.image.iloc[s : s + cfg.batch_size], df.caption.iloc[s : s + cfg.batch_size])
-                  for s in range(0, len(df), cfg.batch_size))
+        best = None
         with PeakRSS() as rss:
-            cpu0, started = tree_cpu_seconds(), time.perf_counter()
-            parts = list(scorer.score_batches(slices))
-            sync(device)
-            seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
-        stages = {k: round(v, 3) for k, v in scorer.times.seconds.items()}
+            for _ in range(max(1, repeats)):
+                scorer.times.seconds.clear()
+                slices = ((df.image.iloc[s : s + cfg.batch_size], df.caption.iloc[s : s + cfg.batch_size])
+                          for s in range(0, len(df), cfg.batch_size))
+                cpu0, started = tree_cpu_seconds(), time.perf_counter()
+                parts = list(scorer.score_batches(slices))
+                sync(device)
+                seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+                if best is None or cpu < best[1]:
+                    best = (seconds, cpu, {k: round(v, 3) for k, v in scorer.times.seconds.items()})
+        seconds, cpu, stages = best
     finally:
         scorer.close()
     import pandas as pd
@@ -124,13 +138,15 @@ def run_core(cfg, df, label: str, name: str = "c") -> tuple[Result, np.ndarray, 
     errors = out.score_error.dropna()
     if len(errors):
         raise RuntimeError(f"{name}: {len(errors)} rows failed to score, e.g. {errors.iloc[0]}")
-    return (Result(name, label, len(df), seconds, {"cpu_seconds": round(cpu, 2), "stage_seconds": stages,
+    return (Result(name, label, len(df), seconds, {"cpu_seconds": round(cpu, 2), "repeats": repeats,
+                                                    "stage_seconds": stages,
                                                     **rss.as_dict(), **gpu_peak(device)}),
             out.similarity.to_numpy(np.float32), stages)
 
 
 def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format: str,
-              name: str = "d", label: str = "Spark job: Parquet -> UDF -> write (local mode)") -> tuple[Result, np.ndarray, dict]:
+              name: str = "d", label: str = "Spark job: Parquet -> UDF -> write (local mode)",
+              repeats: int = 1) -> tuple[Result, np.ndarray, dict]:
     """(d) The whole job in local mode: Parquet with image bytes -> UDF -> write, after a warm-up job."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -176,19 +192,26 @@ def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format
                                                      mode="overwrite", output_format=output_format))
             cold_seconds = time.perf_counter() - t0
             loads_warm = len(load_log.read_text().splitlines())
-            by_process0 = cpu_by_process()
-            cpu0, started = tree_cpu_seconds(), time.perf_counter()
-            summary = run_score(spark, cfg_base.replace(input=str(inputs), output=str(work / "spark_out"),
-                                                        mode="overwrite", output_format=output_format))
-            seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
-            by_process = {k: round(v - by_process0.get(k, 0.0), 2) for k, v in cpu_by_process().items()}
+            best, passes = None, []
+            for _ in range(max(1, repeats)):  # the pass with the least CPU time counts, as for c
+                shutil.rmtree(work / "spark_out", ignore_errors=True)
+                by_process0 = cpu_by_process()
+                cpu0, started = tree_cpu_seconds(), time.perf_counter()
+                summary = run_score(spark, cfg_base.replace(input=str(inputs), output=str(work / "spark_out"),
+                                                            mode="overwrite", output_format=output_format))
+                seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
+                by_process = {k: round(v - by_process0.get(k, 0.0), 2) for k, v in cpu_by_process().items()}
+                passes.append({"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "by_process": by_process})
+                if best is None or cpu < best[1]:
+                    best = (seconds, cpu, by_process, summary)
+            seconds, cpu, by_process, summary = best
             scored = spark.read.format(output_format).load(str(work / "spark_out")).select("id", "similarity").toPandas()
         finally:
             spark.stop()
     if summary.scored != len(df):
         raise RuntimeError(f"d: scored {summary.scored} of {len(df)} rows")
     scores = scored.set_index("id").similarity.reindex(df.id).to_numpy(np.float32)
-    info = {"cpu_seconds": round(cpu, 2), "cpu_seconds_by_process": by_process, "master": master, "input_files": n_files, "output_format": output_format,
+    info = {"cpu_seconds": round(cpu, 2), "cpu_seconds_by_process": by_process, "passes": passes, "master": master, "input_files": n_files, "output_format": output_format,
             "warmup_job": {"rows": warm_rows, "seconds": round(cold_seconds, 2),
                            "model_loads": loads_warm,
                            "note": "starts Python workers, loads the model in each, warms the JIT; not in the timed job"},
