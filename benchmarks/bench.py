@@ -43,6 +43,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 log = logging.getLogger("bench")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(REPO))  # clipscore without installing it (a bare GPU box: torch + transformers + pillow)
 
 from bench_data import cached_dataset  # noqa: E402
 from host import fast_vs_exact, per_format, real_photos, run_host  # noqa: E402

@@ -13,8 +13,10 @@ class PeakRSS:
     # 0.2 s: the sampler runs in the driver process and counts against the run it measures (at 50 ms
     # with a JVM and two workers it cost about 1 CPU-second per minute).
     def __init__(self, interval: float = 0.2):
-        import psutil
-
+        try:
+            import psutil
+        except ImportError:  # a bare GPU box: no RSS figures, the rest of the bench runs
+            psutil = None
         self._psutil = psutil
         self._is_worker: dict[int, bool] = {}
         self.interval = interval
@@ -23,6 +25,8 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
+        if self._psutil is None:
+            return
         me = self._psutil.Process()
         own = me.memory_info().rss
         tree, workers = own, 0
@@ -69,8 +73,13 @@ def tree_cpu_seconds() -> float:
     not (much), and they are what sizing a cluster needs. Spark's Python workers are reused across
     jobs, so they are alive at both ends of a timed job and their difference counts.
     """
-    import psutil
+    try:
+        import psutil
+    except ImportError:  # without psutil: this process and its reaped children only
+        import resource
 
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     total = 0.0
     me = psutil.Process()
     for proc in [me, *me.children(recursive=True)]:

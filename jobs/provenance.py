@@ -54,7 +54,13 @@ PROVENANCE_COLUMNS = (
 
 def fingerprint_options(cfg: ScoreConfig) -> dict:
     """What makes a stored score reusable, besides the runtime: model, revision, pixel options, bands."""
-    options = {key: getattr(cfg, key) for key in SCORE_AFFECTING if key != "precision"}
+    options = {key: getattr(cfg, key) for key in SCORE_AFFECTING if key not in ("precision", "preprocess")}
+    if cfg.preprocess == "exact":
+        # Tables scored before `preprocess` existed carry "jpeg_draft": false, and exact gives those
+        # very scores (bit-identical frames): their fingerprints stay valid, nothing is re-scored.
+        options["jpeg_draft"] = False
+    else:
+        options["preprocess"] = cfg.preprocess
     return {**options, "band_edges": [float(e) for e in cfg.band_edges]}
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's model runs (b, c, h and the options) need no Spark: a GPU machine has none."""
+"""The benchmark's model runs (a, b, c, h and the options) need no Spark, Java or psutil: a bare GPU box has none."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import runpy, sys
 
 class BlockSpark:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("pyspark", "py4j", "delta"):
+        if name.split(".")[0] in ("pyspark", "py4j", "delta", "psutil"):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
         return None
 

@@ -328,3 +328,16 @@ def test_transient_errors_are_retried_by_the_next_merge(spark, tiny_cfg, odd_ima
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_fingerprint_follows_the_preprocessing_mode_and_keeps_old_exact_tables_valid(tiny_cfg):
+    import hashlib
+    import json
+
+    exact = score_fingerprint(tiny_cfg, "cpu", "fp32")
+    assert score_fingerprint(tiny_cfg.replace(preprocess="fast"), "cpu", "fp32") != exact
+    # What a table scored before `preprocess` existed (jpeg_draft=false) carries: still equal.
+    before = {"model": tiny_cfg.model, "model_revision": tiny_cfg.model_revision, "jpeg_draft": False,
+              "gpu_decode": False, "band_edges": [float(e) for e in tiny_cfg.band_edges]}
+    text = json.dumps(before, sort_keys=True, separators=(",", ":")) + "|cpu|fp32"
+    assert exact == hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
