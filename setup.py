@@ -53,7 +53,7 @@ setup(
         # Spark and Delta are usually provided by the cluster (Databricks, EMR, Dataproc), so they are extras.
         "spark": ["pyspark>=3.5", "delta-spark>=3.2"],
         "gpu-decode": ["torchvision>=0.17"],
-        "int8": ["torchao>=0.10"],  # precision=int8 on CPU (dynamic quantisation)
+        "int8": ["torchao>=0.10"],  # precision=int8 on CPU once torch drops torch.ao.quantization
         "fs": ["fsspec>=2023.1"],
         "dev": ["pytest>=8", "psutil>=5.9", "scikit-image>=0.24"],
     },

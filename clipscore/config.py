@@ -272,8 +272,11 @@ def _validate(cfg: ScoreConfig) -> None:
     if cfg.precision == "int8" and cfg.device == "cuda":
         raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
     if cfg.precision == "int8" and importlib.util.find_spec("torchao") is None:
-        raise ConfigError("precision=int8 needs torchao: pip install 'clipscore[int8]' (or torchao), "
-                          "or choose precision=bf16 (CPUs with AVX512-BF16/AMX) or fp32.")
+        from clipscore.model import int8_backend  # imports torch: only for int8 configs
+
+        if int8_backend() is None:
+            raise ConfigError("precision=int8 needs torchao with this torch: pip install 'clipscore[int8]' "
+                              "(or torchao), or choose precision=bf16 (CPUs with AVX512-BF16/AMX) or fp32.")
     for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_records_per_batch",
                 "max_bytes_per_batch",
                 "merge_chunk_rows", "max_pixels_in_flight", "max_caption_chars"):

@@ -160,3 +160,27 @@ def test_gpu_decode_path_runs_on_cpu_and_keeps_row_errors(tiny_cfg, odd_images, 
     assert got["score_error"][6].startswith("image_too_large")
     diff = np.abs(got["similarity"][:5].to_numpy(np.float64) - want["similarity"][:5].to_numpy(np.float64))
     assert diff.max() < 1e-2
+
+
+def test_both_int8_backends_quantise_and_stay_close(tiny_model_dir):
+    """torch.ao (deprecated, faster here) is used while torch ships it; torchao is the maintained fallback."""
+    import copy
+
+    import torch
+    from transformers import CLIPModel
+
+    from clipscore.model import int8_backend, quantize_int8
+
+    assert int8_backend() == "torch.ao"
+    model = CLIPModel.from_pretrained(tiny_model_dir).eval()
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        ref = model.get_image_features(pixel_values=pixels)
+        for backend in ("torch.ao", "torchao"):
+            quantised = quantize_int8(copy.deepcopy(model), backend=backend)
+            out = quantised.get_image_features(pixel_values=pixels)
+            ref_t = ref if isinstance(ref, torch.Tensor) else ref.pooler_output
+            out_t = out if isinstance(out, torch.Tensor) else out.pooler_output
+            assert not torch.equal(out_t, ref_t), backend  # really quantised
+            cos = torch.nn.functional.cosine_similarity(out_t, ref_t).min()
+            assert cos > 0.98, (backend, float(cos))
