@@ -96,13 +96,13 @@ def test_score_pandas_is_bounded_by_batch_size(tiny_cfg, odd_images, monkeypatch
     from clipscore.scorer import PairScorer, score_pandas
 
     seen = []
-    original = PairScorer._prepare
+    original = PairScorer.prepare
 
     def spy(self, images, captions):
         seen.append(len(images))
         return original(self, images, captions)
 
-    monkeypatch.setattr(PairScorer, "_prepare", spy)
+    monkeypatch.setattr(PairScorer, "prepare", spy)
     df = pd.DataFrame({"image": [odd_images["png"]] * 10, "caption": ["a cat"] * 10})
     out = score_pandas(df, tiny_cfg.replace(batch_size=4, max_records_per_batch=1024))
     assert len(out) == 10 and out["similarity"].notna().all()
