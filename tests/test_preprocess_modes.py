@@ -180,3 +180,25 @@ def test_exact_scores_equal_the_transformers_reference_on_real_photos(b32_dir):
             reference.append(float((out.image_embeds * out.text_embeds).sum()))
     ours = _scores(ScoreConfig(model=b32_dir, device="cpu", precision="fp32", batch_size=16), list(photos.values()))
     assert np.abs(ours.similarity.to_numpy() - np.array(reference)).max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["cmyk", "progressive", "grayscale", "tall", "subsampling_444"])
+def test_jpeg_variants_decode_exactly_and_fast(kind):
+    """Every kind of JPEG a crawl holds: exact equals Pillow's frame; fast covers the model input."""
+    image = photo_like(1024, 768, seed=3) if kind != "tall" else photo_like(300, 2000, seed=4)
+    data = {
+        "cmyk": lambda: encode(image.convert("CMYK"), "JPEG"),  # Pillow's own CMYK conversion path
+        "progressive": lambda: encode(image, "JPEG", progressive=True, quality=85),
+        "grayscale": lambda: encode(image.convert("L"), "JPEG"),
+        "tall": lambda: encode(image, "JPEG"),
+        "subsampling_444": lambda: encode(image, "JPEG", subsampling=0),
+    }[kind]()
+    exact = ImageLoader(ScoreConfig()).load(data)
+    reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(exact.image.permute(1, 2, 0).numpy(), reference)
+    fast_loader = ImageLoader(ScoreConfig(preprocess="fast"))
+    fast_loader.set_target(224, 224)
+    fast = fast_loader.load(data).image
+    h, w = fast.shape[1:]
+    assert 224 <= min(h, w) < min(reference.shape[:2])
+    assert abs(w / h - reference.shape[1] / reference.shape[0]) < 0.02  # the same picture, scaled
