@@ -13,6 +13,7 @@ loaded and encoded once.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 from collections import defaultdict
@@ -31,6 +32,8 @@ from clipscore.errors import row_error
 from clipscore.image_loader import ImageLoader, LoadedImage
 from clipscore.model import MODEL_CACHE, ClipBundle, ModelKey, resolve_device, resolve_precision
 from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, JpegDecoder, caption_error
+
+log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("similarity", "score_band", "score_error")
 
@@ -97,6 +100,8 @@ class PairScorer:
         self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length, cfg.max_caption_chars)
         self.encoder = ClipEncoder(bundle, cfg.batch_size)
         self._pinned = bundle.device.type == "cuda"
+        if bundle.device.type == "cuda":
+            _single_threaded_host_ops()
         self.times = StageTimes()
         self._prep_pool: ThreadPoolExecutor | None = None
 
@@ -262,6 +267,21 @@ class PairScorer:
         self.times.rows += prepared.n_rows
         self.times.scored += int(np.isfinite(similarity).sum())
         return out
+
+
+def _single_threaded_host_ops() -> None:
+    """With the model on a GPU, keep torch's own CPU ops single-threaded (process-wide, logged once).
+
+    The host's torch work is then the per-image resize and crop, already run in parallel by the
+    decode threads; an OpenMP team per op on top (Spark sets ``OMP_NUM_THREADS`` to
+    ``spark.task.cpus``, often all of a GPU's cores) would put decode_threads x task.cpus threads on
+    those cores. PyTorch's DataLoader workers do the same for the same reason. On the 2-core machine
+    here 1 and 2 threads per op were within noise of each other; the case it guards is a GPU node.
+    """
+    if torch.get_num_threads() != 1:
+        log.info("model on a GPU: torch CPU ops single-threaded (was %d); image work runs on the decode "
+                 "threads", torch.get_num_threads())
+        torch.set_num_threads(1)
 
 
 def _record_pairs(pairs: int) -> None:
