@@ -192,7 +192,10 @@ class PairScorer:
         elif batch is not None and len(good_images) == len(batch):
             pixel_values = batch  # every slot filled: no copy
         else:
-            pixel_values = torch.stack(good_images)
+            # gpu_decode leaves JPEG crops on the model's device: stack there (a few CPU crops move up)
+            # rather than sending the device's crops down and back up again.
+            device = next((t.device for t in good_images if t.device.type != "cpu"), None)
+            pixel_values = torch.stack([t.to(device) for t in good_images] if device is not None else good_images)
         t = self.times.add("preprocess", t)
 
         scorable = [i for i in range(n) if errors[i] is None]
@@ -215,8 +218,8 @@ class PairScorer:
         for i, (image, error) in zip(pending, decoded):
             if image is None:
                 loaded[i] = LoadedImage(None, error)
-        for i, image in ok:  # resized and cropped on the device; small tensors come back
-            loaded[i] = LoadedImage(self.preprocess.one(image).cpu())
+        for i, image in ok:  # resized and cropped on the device
+            loaded[i] = LoadedImage(self.preprocess.one(image))  # stays on the device
         return loaded
 
     def _compute(self, prepared: PreparedBatch) -> pd.DataFrame:
