@@ -13,7 +13,6 @@ import torch
 from clipscore.errors import row_error
 
 
-
 class ImagePreprocessor:
     """RGB frames -> the model's pixel input, in two steps that together are the model's own processor.
 
