@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import math
 import types
@@ -115,6 +116,13 @@ class ScoreConfig:
     merge_staging_dir: str = ""
 
     def __post_init__(self) -> None:
+        # Built from Python, values get the same coercion as from YAML or --set: merge_keys="id" is
+        # ("id",), not ("i", "d"); batch_size="8" is 8; a bad type is a ConfigError, not a late crash.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            coerced = _coerce(f.name, value)
+            if coerced is not value:
+                object.__setattr__(self, f.name, coerced)
         _validate(self)
 
     # ---------------------------------------------------------------------------------------------
@@ -203,7 +211,7 @@ def _parse_set(item: str) -> tuple[str, Any]:
 
 
 def _coerce(key: str, raw: Any) -> Any:
-    hint = typing.get_type_hints(ScoreConfig)[key]
+    hint = _type_hints()[key]
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     try:
@@ -239,6 +247,11 @@ def _coerce(key: str, raw: Any) -> Any:
     else:
         return raw
     raise ConfigError(f"Option '{key}' expects {_type_name(hint)}, got {raw!r}.")
+
+
+@functools.lru_cache(maxsize=1)
+def _type_hints() -> dict[str, Any]:
+    return typing.get_type_hints(ScoreConfig)
 
 
 def _type_name(hint: Any) -> str:

@@ -74,3 +74,13 @@ def test_missing_conf_file(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(Exception):
         ScoreConfig().batch_size = 3  # type: ignore[misc]
+
+
+def test_python_construction_coerces_like_yaml_and_flags():
+    cfg = ScoreConfig(merge_keys="id", batch_size="8", band_edges=[0.2, 0.3], skip_scored="false",
+                      drop_columns=["image"])
+    assert cfg.merge_keys == ("id",) and cfg.batch_size == 8 and cfg.band_edges == (0.2, 0.3)
+    assert cfg.skip_scored is False and cfg.drop_columns == ("image",)
+    assert cfg.replace(merge_keys="a,b").merge_keys == ("a", "b")
+    with pytest.raises(ConfigError, match="batch_size' expects a whole number"):
+        ScoreConfig(batch_size="eight")
