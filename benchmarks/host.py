@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_data import reencode
-from measure import sync
+from measure import least_cpu_pass, sync
 
 SAMPLE_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "sample" / "images"
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
@@ -38,9 +38,9 @@ def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
     table = pa.Table.from_pandas(df[["image", "caption"]], preserve_index=False)
     batches = table.to_batches(max_chunksize=cfg.max_records_per_batch)
 
-    def one_pass() -> tuple[float, float, dict]:
+    def one_pass() -> tuple[dict, dict]:
+        scorer.times.seconds.clear()
         cpu = dict.fromkeys(("arrow_in", "prepare", "normalise", "assemble"), 0.0)
-        cpu0, wall0 = time.process_time(), time.perf_counter()
         for batch in batches:
             t = time.process_time()
             images, captions = batch.column(0).to_pandas(), batch.column(1).to_pandas()  # as Spark's serializer
@@ -60,19 +60,14 @@ def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
                 out = scorer.assemble(prepared, similarity).assign(**runtime)
                 pa.RecordBatch.from_pandas(out, preserve_index=False)  # the UDF's result goes back to Arrow
                 cpu["assemble"] += time.process_time() - t
-        return time.process_time() - cpu0, time.perf_counter() - wall0, cpu
+        return cpu, dict(scorer.times.seconds)
 
     try:
         scorer.prepare(df.image.iloc[:2], df.caption.iloc[:2])  # warm-up: thread pools, first allocations
-        best = None
-        for _ in range(repeats):
-            scorer.times.seconds.clear()
-            result = one_pass()
-            if best is None or result[0] < best[0]:
-                best, stage_wall = result, dict(scorer.times.seconds)
+        best, _ = least_cpu_pass(repeats, one_pass)
     finally:
         scorer.close()
-    cpu, wall, stage_cpu = best
+    cpu, wall, (stage_cpu, stage_wall) = best.cpu_seconds, best.seconds, best.value
     n = len(df)
     return {
         "pairs": n, "cpu_seconds": round(cpu, 3), "seconds": round(wall, 3),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from measure import PeakRSS, Result, cpu_by_process, gpu_peak, gpu_reset, sync, tree_cpu_seconds
+from measure import PeakRSS, Result, cpu_by_process, gpu_peak, gpu_reset, least_cpu_pass, sync, tree_cpu_seconds
 
 
 def run_baseline(model_dir: str, df, device: str, repeats: int = 1) -> tuple[Result, np.ndarray]:
@@ -32,18 +32,10 @@ def run_baseline(model_dir: str, df, device: str, repeats: int = 1) -> tuple[Res
 
     one(df.image.iloc[0], df.caption.iloc[0])  # warm-up: first-call allocations and kernel selection
     gpu_reset(device)
-    scores = np.empty(len(df), np.float32)
-    best = None
     with PeakRSS() as rss:
-        for _ in range(max(1, repeats)):  # the pass with the least CPU time counts, as for c and d
-            cpu0, started = tree_cpu_seconds(), time.perf_counter()
-            for i, (data, caption) in enumerate(zip(df.image, df.caption)):
-                scores[i] = one(data, caption)
-            sync(device)
-            seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
-            if best is None or cpu < best[1]:
-                best = (seconds, cpu)
-    seconds, cpu = best
+        best, _ = least_cpu_pass(repeats, lambda: np.array(
+            [one(data, caption) for data, caption in zip(df.image, df.caption)], np.float32), device)
+    seconds, cpu, scores = best.seconds, best.cpu_seconds, best.value
     del model
     return Result("a", "baseline: transformers, one pair at a time", len(df), seconds,
                   {"cpu_seconds": round(cpu, 2), **rss.as_dict(), **gpu_peak(device)}), scores
@@ -117,19 +109,17 @@ def run_core(cfg, df, label: str, name: str = "c", repeats: int = 1) -> tuple[Re
         scorer.times.seconds.clear()
         scorer.times.rows = scorer.times.scored = 0
         gpu_reset(device)
-        best = None
+        def one_pass():
+            scorer.times.seconds.clear()
+            slices = ((df.image.iloc[s : s + cfg.batch_size], df.caption.iloc[s : s + cfg.batch_size])
+                      for s in range(0, len(df), cfg.batch_size))
+            parts = list(scorer.score_batches(slices))
+            sync(device)  # before the stage times are read
+            return parts, {k: round(v, 3) for k, v in scorer.times.seconds.items()}
+
         with PeakRSS() as rss:
-            for _ in range(max(1, repeats)):
-                scorer.times.seconds.clear()
-                slices = ((df.image.iloc[s : s + cfg.batch_size], df.caption.iloc[s : s + cfg.batch_size])
-                          for s in range(0, len(df), cfg.batch_size))
-                cpu0, started = tree_cpu_seconds(), time.perf_counter()
-                parts = list(scorer.score_batches(slices))
-                sync(device)
-                seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
-                if best is None or cpu < best[1]:
-                    best = (seconds, cpu, {k: round(v, 3) for k, v in scorer.times.seconds.items()})
-        seconds, cpu, stages = best
+            best, _ = least_cpu_pass(repeats, one_pass, device)
+        seconds, cpu, (parts, stages) = best.seconds, best.cpu_seconds, best.value
     finally:
         scorer.close()
     import pandas as pd
@@ -192,19 +182,17 @@ def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format
                                                      mode="overwrite", output_format=output_format))
             cold_seconds = time.perf_counter() - t0
             loads_warm = len(load_log.read_text().splitlines())
-            best, passes = None, []
-            for _ in range(max(1, repeats)):  # the pass with the least CPU time counts, as for c
+            def one_pass():
                 shutil.rmtree(work / "spark_out", ignore_errors=True)
                 by_process0 = cpu_by_process()
-                cpu0, started = tree_cpu_seconds(), time.perf_counter()
                 summary = run_score(spark, cfg_base.replace(input=str(inputs), output=str(work / "spark_out"),
                                                             mode="overwrite", output_format=output_format))
-                seconds, cpu = time.perf_counter() - started, tree_cpu_seconds() - cpu0
-                by_process = {k: round(v - by_process0.get(k, 0.0), 2) for k, v in cpu_by_process().items()}
-                passes.append({"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "by_process": by_process})
-                if best is None or cpu < best[1]:
-                    best = (seconds, cpu, by_process, summary)
-            seconds, cpu, by_process, summary = best
+                return summary, {k: round(v - by_process0.get(k, 0.0), 2) for k, v in cpu_by_process().items()}
+
+            best, all_passes = least_cpu_pass(repeats, one_pass)  # the same rule as for c
+            seconds, cpu, (summary, by_process) = best.seconds, best.cpu_seconds, best.value
+            passes = [{"seconds": round(p.seconds, 2), "cpu_seconds": round(p.cpu_seconds, 2), "by_process": p.value[1]}
+                      for p in all_passes]
             scored = spark.read.format(output_format).load(str(work / "spark_out")).select("id", "similarity").toPandas()
         finally:
             spark.stop()
