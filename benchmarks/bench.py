@@ -82,28 +82,33 @@ RUN_ORDER = ("a", "b", "b2", "c", "c_fast", "c_fp32", "c_bf16", "c_fp16", "c_int
 TARGETS = {"d/b": ">= 0.9", "d/a": ">= 2", "d/c": ">= 0.93"}
 
 
+def _table(header: tuple, align: str, rows) -> list[str]:
+    """A Markdown table after a blank line; ``align`` has one letter per column, l or r."""
+    lines = ["", "| " + " | ".join(header) + " |", "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
 def markdown(report: dict) -> str:
     r = report["results"]
     lines = [f"# clipscore benchmark: {report['model_label']}", "",
              f"{report['when']} · {report['machine']['cpu']} · {report['machine']['cores']} cores · "
              f"device {report['device']} · precision {report['precision']} · batch_size {report['batch_size']} · "
              f"{report['pairs']} pairs ({', '.join(report['sizes'])}), baseline on {report['baseline_pairs']} · "
-             f"load average at start {report['machine']['load_avg_start']}, at end {report['machine'].get('load_avg_end')}", "",
-             "| run | what | pairs | seconds | pairs/s | pairs per CPU-second | peak RSS MiB |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for key in RUN_ORDER:
-        if key in r:
-            x = r[key]
-            rss = x.get("peak_rss_tree_mib", x.get("peak_rss_mib"))
-            if key.startswith("d"):
-                rss = f"{x['peak_rss_tree_mib']} (driver+JVM+workers; workers {x['peak_rss_python_workers_mib']})"
-            gpu = f", GPU {x['peak_gpu_mib']} MiB" if "peak_gpu_mib" in x else ""
-            lines.append(f"| {key} | {x['label']} | {x['pairs']} | {x['seconds']:.1f} | {x['pairs_per_s']:.2f} | "
-                         f"{x['pairs_per_cpu_s']:.2f} | {rss}{gpu} |")
-    lines += ["", "| ratio | wall-clock pairs/s | pairs per CPU-second | target |", "| --- | ---: | ---: | --- |"]
-    for k, v in report["ratios"].items():
-        cpu = report["cpu_ratios"].get(k)
-        lines.append(f"| {k} | {v:.2f} | {fmt(cpu)} | {TARGETS.get(k, '')} |")
+             f"load average at start {report['machine']['load_avg_start']}, at end {report['machine'].get('load_avg_end')}"]
+    runs = []
+    for key in (k for k in RUN_ORDER if k in r):
+        x = r[key]
+        rss = x.get("peak_rss_tree_mib", x.get("peak_rss_mib"))
+        if key.startswith("d"):
+            rss = f"{x['peak_rss_tree_mib']} (driver+JVM+workers; workers {x['peak_rss_python_workers_mib']})"
+        gpu = f", GPU {x['peak_gpu_mib']} MiB" if "peak_gpu_mib" in x else ""
+        runs.append((key, x["label"], x["pairs"], f"{x['seconds']:.1f}", f"{x['pairs_per_s']:.2f}",
+                     f"{x['pairs_per_cpu_s']:.2f}", f"{rss}{gpu}"))
+    lines += _table(("run", "what", "pairs", "seconds", "pairs/s", "pairs per CPU-second", "peak RSS MiB"),
+                    "llrrrrr", runs)
+    lines += _table(("ratio", "wall-clock pairs/s", "pairs per CPU-second", "target"), "lrrl",
+                    [(k, f"{v:.2f}", fmt(report["cpu_ratios"].get(k)), TARGETS.get(k, ""))
+                     for k, v in report["ratios"].items()])
     for key in ("d", "d_bf16"):
         by = r.get(key, {}).get("cpu_seconds_by_process")
         if by:
@@ -111,34 +116,29 @@ def markdown(report: dict) -> str:
                       + f" (c: {r['c']['cpu_seconds']:.1f} in one process)"]
     host = report.get("host", {})
     if host:
-        lines += ["", "Host side (h): everything but the model forward, process CPU time over all threads:", "",
-                  "| mode | CPU-ms per pair | pairs/s per core | wall pairs/s | by step (CPU-ms per pair) |",
-                  "| --- | ---: | ---: | ---: | --- |"]
-        for mode, h in host.items():
-            steps = ", ".join(f"{k} {v:.2f}" for k, v in h["cpu_ms_per_pair_by_step"].items())
-            lines.append(f"| {mode} | {h['cpu_ms_per_pair']:.2f} | {h['pairs_per_s_per_core']:.0f} | "
-                         f"{h['pairs_per_s']:.0f} | {steps} (normalise on {h['normalise_on']}) |")
+        lines += ["", "Host side (h): everything but the model forward, process CPU time over all threads:"]
+        lines += _table(("mode", "CPU-ms per pair", "pairs/s per core", "wall pairs/s", "by step (CPU-ms per pair)"),
+                        "lrrrl", [(mode, f"{h['cpu_ms_per_pair']:.2f}", f"{h['pairs_per_s_per_core']:.0f}",
+                                   f"{h['pairs_per_s']:.0f}",
+                                   ", ".join(f"{k} {v:.2f}" for k, v in h["cpu_ms_per_pair_by_step"].items())
+                                   + f" (normalise on {h['normalise_on']})") for mode, h in host.items()])
     prec = report.get("precisions", {})
     if prec:
-        lines += ["", "| precision | speed-up vs fp32 (pairs per CPU-second) | wall speed-up | max abs diff vs fp32 | mean abs diff |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        for p, v in prec.items():
-            lines.append(f"| {p} | {fmt(v['speedup_vs_fp32'])} | {fmt(v['wall_speedup_vs_fp32'])} | "
-                         f"{fmt(v['max_abs'])} | {fmt(v['mean_abs'])} |")
+        lines += _table(("precision", "speed-up vs fp32 (pairs per CPU-second)", "wall speed-up",
+                         "max abs diff vs fp32", "mean abs diff"), "lrrrr",
+                        [(p, fmt(v["speedup_vs_fp32"]), fmt(v["wall_speedup_vs_fp32"]), fmt(v["max_abs"]),
+                          fmt(v["mean_abs"])) for p, v in prec.items()])
     formats = report.get("formats", {})
     if formats:
-        lines += ["", "Per image format (the first pairs of the mix re-encoded; fast vs exact):", "",
-                  "| format | mean KB | exact CPU-ms/pair | fast CPU-ms/pair | max abs diff | mean abs diff |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for f, v in formats.items():
-            lines.append(f"| {f} | {v['mean_kb']} | {v['exact_cpu_ms_per_pair']:.2f} | {v['fast_cpu_ms_per_pair']:.2f} | "
-                         f"{fmt(v['max_abs'])} | {fmt(v['mean_abs'])} |")
+        lines += ["", "Per image format (the first pairs of the mix re-encoded; fast vs exact):"]
+        lines += _table(("format", "mean KB", "exact CPU-ms/pair", "fast CPU-ms/pair", "max abs diff", "mean abs diff"),
+                        "lrrrrr", [(f, v["mean_kb"], f"{v['exact_cpu_ms_per_pair']:.2f}",
+                                    f"{v['fast_cpu_ms_per_pair']:.2f}", fmt(v["max_abs"]), fmt(v["mean_abs"]))
+                                   for f, v in formats.items()])
     fid = report.get("fidelity", {})
     if fid:
-        lines += ["", "| scores compared | pairs | max abs diff | mean abs diff |", "| --- | ---: | ---: | ---: |"]
-        for k, v in fid.items():
-            lines.append(f"| {k} | {v.get('compared', v.get('pairs'))} | {fmt(v.get('max_abs', v.get('max_abs_diff')))} | "
-                         f"{fmt(v.get('mean_abs', v.get('mean_abs_diff')))} |")
+        lines += _table(("scores compared", "pairs", "max abs diff", "mean abs diff"), "lrrr",
+                        [(k, v["pairs"], fmt(v["max_abs"]), fmt(v["mean_abs"])) for k, v in fid.items()])
     return "\n".join(lines) + "\n"
 
 
