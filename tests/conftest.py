@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -143,17 +144,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]):
+    """A real HTTP server on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="session")
 def http_server(odd_images):
     """Serves /img/<name> for every odd image, /slow/<seconds>, /huge, /error500; anything else is 404."""
     _Handler.routes = {f"/img/{name}": data for name, data in odd_images.items()}
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(_Handler) as url:
+        yield url
 
 
 # -------------------------------------------------------------------------------------------------

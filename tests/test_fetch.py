@@ -16,7 +16,7 @@ import tracemalloc
 import uuid
 import zlib
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -24,6 +24,8 @@ import pytest
 import clipscore.reach as reach_module
 from clipscore.config import ScoreConfig
 from clipscore.fetch import Fetcher, FetchError, redact_url
+
+from conftest import loopback_server
 
 PAYLOAD = bytes(range(256)) * 40  # 10 KiB of "image" bytes: the fetcher does not decode
 DRIP_S = 0.25
@@ -170,13 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server():
     _Handler.bomb = _gzip_bomb()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_server(_Handler) as url:
+        yield url
 
 
 def hits(path: str) -> int:
