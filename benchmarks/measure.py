@@ -1,6 +1,7 @@
 """Measurement helpers for the benchmarks: CPU seconds per process tree, peak RSS, GPU memory, score deviation."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -91,6 +92,29 @@ def tree_cpu_seconds() -> float:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total
+
+
+def parse_run_summary(text: str) -> dict:
+    """The clipscore job's end-of-run summary, read from its log: rows, scored, errors, job_seconds,
+    errors_by_reason, and for a merge commits, rows_inserted, rows_updated (whichever are there)."""
+    def number(value: str) -> int:
+        return int(value.replace(",", ""))
+
+    found: dict = {}
+    m = re.search(r"rows: ([\d,]+)\s+scored: ([\d,]+)\s+errors: ([\d,]+)", text)
+    if m:
+        found.update(rows=number(m[1]), scored=number(m[2]), errors=number(m[3]))
+    m = re.search(r"time: ([\d.]+)s", text)
+    if m:
+        found["job_seconds"] = float(m[1])
+    m = re.search(r"errors by reason:\n((?:  \S+\s+[\d,]+\n?)+)", text)
+    if m:
+        found["errors_by_reason"] = {k: number(v) for k, v in re.findall(r"  (\S+)\s+([\d,]+)", m[1])}
+    for key, name in (("commits", "commits"), ("rows inserted", "rows_inserted"), ("rows updated", "rows_updated")):
+        m = re.search(rf"^{key}: ([\d,]+)\s*$", text, re.M)
+        if m:
+            found[name] = number(m[1])
+    return found
 
 
 def cpu_by_process() -> dict[str, float]:

@@ -85,6 +85,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import TINY_MODEL_DIR  # noqa: E402
 from bench_data import _ACTIONS, _LIGHT, _PLACES, _SUBJECTS, photo_like  # noqa: E402
+from measure import parse_run_summary  # noqa: E402
 
 DEFAULT_WORK = REPO / "out" / "bench-scale"
 RESULTS = REPO / "benchmarks" / "results"
@@ -357,18 +358,10 @@ def show_tail(log_path: Path, lines: int = 40) -> None:
 
 def parse_summary(text: str) -> dict:
     """The job's end-of-run summary from its log: rows, scored, errors, time, merge commits and row counts."""
-    found: dict = {}
-    m = re.search(r"rows: ([\d,]+)\s+scored: ([\d,]+)\s+errors: ([\d,]+)", text)
-    if m:
-        found.update(summary_rows=int(m[1].replace(",", "")), scored=int(m[2].replace(",", "")),
-                     errors=int(m[3].replace(",", "")))
-    m = re.search(r"time: ([\d.]+)s", text)
-    if m:
-        found["job_seconds"] = float(m[1])
-    for key, name in (("commits", "commits"), ("rows inserted", "rows_inserted"), ("rows updated", "rows_updated")):
-        m = re.search(rf"^{key}: ([\d,]+)\s*$", text, re.M)
-        if m:
-            found[name] = int(m[1].replace(",", ""))
+    found = parse_run_summary(text)
+    found.pop("errors_by_reason", None)
+    if "rows" in found:
+        found["summary_rows"] = found.pop("rows")  # "rows" here is the table size
     spills = [line for line in text.splitlines() if "spill" in line.lower()]
     if spills:  # Spark logs spills only at INFO (not shown by default); kept if a log4j setting shows them
         found["spill_log_lines"] = spills[:20]
