@@ -46,6 +46,7 @@ setup(
         "numpy>=1.23",
         "pillow>=10.0",
         "simplejpeg>=1.7",  # libjpeg-turbo straight into numpy (exact JPEG frames, DCT-scaled fast ones)
+        "sentencepiece>=0.2",  # SigLIP/SigLIP2 tokenizers (SentencePiece models)
         "pyyaml>=6.0",
         "requests>=2.31",
     ],
@@ -53,6 +54,8 @@ setup(
         # Spark and Delta are usually provided by the cluster (Databricks, EMR, Dataproc), so they are extras.
         "spark": ["pyspark>=3.5", "delta-spark>=3.2"],
         "gpu-decode": ["torchvision>=0.17"],
+        # open_clip models (open_clip:ARCH/PRETRAINED): the LAION/DataComp/DFN zoo in open_clip's format.
+        "open_clip": ["open_clip_torch>=3.0"],
         "int8": ["torchao>=0.10"],  # precision=int8 on CPU once torch drops torch.ao.quantization
         "fs": ["fsspec>=2023.1"],
         "dev": ["pytest>=8", "psutil>=5.9", "scikit-image>=0.24"],

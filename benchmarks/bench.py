@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data: %d pairs (%.1f MB of JPEG) in %.1fs -> %s", len(df), df.image.map(len).sum() / 1e6,
              time.perf_counter() - t0, data_path)
     base_df = df.iloc[: min(args.baseline_pairs, len(df))]
-    tokens = [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision)).tokenizer(list(df.caption))["input_ids"]]
+    tokens = [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision)).processor.tokenizer(list(df.caption))["input_ids"]]
 
     results, scores, host, formats, precisions = {}, {}, {}, {}, {}
     fidelity: dict[str, dict] = {}

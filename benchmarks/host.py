@@ -33,8 +33,8 @@ def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
     from clipscore.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg)
-    model_device = scorer.bundle.device
-    runtime = {"score_device": str(model_device).split(":")[0], "score_precision": scorer.bundle.key.precision}
+    model_device = scorer.device
+    runtime = {"score_device": str(model_device).split(":")[0], "score_precision": scorer.precision}
     table = pa.Table.from_pandas(df[["image", "caption"]], preserve_index=False)
     batches = table.to_batches(max_chunksize=cfg.max_records_per_batch)
 
@@ -51,13 +51,15 @@ def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
                                           captions.iloc[start : start + cfg.batch_size])
                 cpu["prepare"] += time.process_time() - t
                 t = time.process_time()
-                if prepared.pixel_values is not None:
-                    scorer.preprocess.finish(prepared.pixel_values, model_device)
-                    sync(str(model_device))
+                for run, pixels in zip(scorer.runs, prepared.pixel_values):
+                    if pixels is not None:
+                        run.preprocess.finish(pixels, model_device)
+                sync(str(model_device))
                 cpu["normalise"] += time.process_time() - t
                 t = time.process_time()
-                similarity = np.where(prepared.text_index >= 0, 0.0, np.nan).astype(np.float32)
-                out = scorer.assemble(prepared, similarity).assign(**runtime)
+                zeros = np.where(prepared.text_index >= 0, 0.0, np.nan).astype(np.float32)
+                scores = {f"{c}_{run.spec.name}": zeros for run in scorer.runs for c in run.columns}
+                out = scorer.assemble(prepared, scores).assign(**runtime)
                 pa.RecordBatch.from_pandas(out, preserve_index=False)  # the UDF's result goes back to Arrow
                 cpu["assemble"] += time.process_time() - t
         return cpu, dict(scorer.times.seconds)

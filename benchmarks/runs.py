@@ -51,26 +51,26 @@ def run_bare(bundle, df, batch_size: int, repeats: int, bucketed: bool = False) 
     import torch
     from PIL import Image
 
-    from clipscore.encode import ClipEncoder
+    from clipscore.encode import Encoder
 
     device, dtype, model = bundle.device, bundle.dtype, bundle.model
     batches = []
     for start in range(0, len(df), batch_size):
         part = df.iloc[start : start + batch_size]
         images = [Image.open(io.BytesIO(b)).convert("RGB") for b in part.image]
-        pixels = bundle.image_processor(images=images, return_tensors="pt")["pixel_values"]
-        tokens = bundle.tokenizer(list(part.caption), padding="longest", truncation=True,
+        pixels = bundle.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        tokens = bundle.processor.tokenizer(list(part.caption), padding="longest", truncation=True,
                                   max_length=bundle.max_length, return_tensors="pt")
         batches.append((pixels.to(device, dtype), tokens["input_ids"].to(device), tokens["attention_mask"].to(device)))
 
-    encoder = ClipEncoder(bundle, batch_size)
+    encoder = Encoder(bundle, batch_size)
 
     @torch.inference_mode()
     def forward(pixels, ids, mask):
         img = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output).float()
         img = img / img.norm(dim=-1, keepdim=True)
         if bucketed:
-            txt = encoder.embed_texts(ids, mask).to(img.device)
+            txt = encoder.embed_texts(input_ids=ids, attention_mask=mask).to(img.device)
         else:
             txt = model.text_projection(model.text_model(input_ids=ids, attention_mask=mask).pooler_output).float()
             txt = txt / txt.norm(dim=-1, keepdim=True)
@@ -103,7 +103,7 @@ def run_core(cfg, df, label: str, name: str = "c", repeats: int = 1) -> tuple[Re
     from clipscore.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg)
-    device = str(scorer.bundle.device)
+    device = str(scorer.device)
     try:
         scorer.score_frame(df.image.iloc[:2], df.caption.iloc[:2])  # warm-up (pools, first-call allocations)
         scorer.times.seconds.clear()

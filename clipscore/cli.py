@@ -10,7 +10,7 @@ import logging
 import sys
 
 from clipscore import __version__
-from clipscore.config import ConfigError, default_config_path, load_config
+from clipscore.config import ConfigError, ModelSpec, default_config_path, load_config
 
 log = logging.getLogger("clipscore")
 
@@ -19,7 +19,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="path (local, dbfs:/, s3a://...) or catalog table name")
     parser.add_argument("--input-format", dest="input_format",
                         help="delta | parquet | csv | table (default: guessed from the input)")
-    parser.add_argument("--model", help="Hugging Face id or local folder (default: openai/clip-vit-base-patch32)")
+    parser.add_argument("--model", action="append", default=None, metavar="[NAME=]MODEL",
+                        help="Hugging Face id or local folder (CLIP, SigLIP, SigLIP2) or open_clip:ARCH/PRETRAINED "
+                             "(default: openai/clip-vit-base-patch32). Repeat to score with several models in one "
+                             "pass (NAME names its columns: similarity_NAME); the first is the primary")
     parser.add_argument("--image-col", dest="image_col", help="binary image bytes, or a path / http(s) URL string")
     parser.add_argument("--caption-col", dest="caption_col")
     parser.add_argument("--conf", default=None, help="YAML config (default: the packaged conf/default.yaml)")
@@ -51,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace):
     flags = {k: getattr(args, k, None) for k in (
-        "input", "output", "input_format", "output_format", "mode", "model", "image_col", "caption_col")}
+        "input", "output", "input_format", "output_format", "mode", "image_col", "caption_col")}
+    if args.model:
+        one = len(args.model) == 1 and ModelSpec.coerce(args.model[0]).model == args.model[0].strip()
+        flags["model" if one else "models"] = args.model[0] if one else list(args.model)
     if args.command == "merge":
         flags["output"] = args.target
         flags["merge_keys"] = [k.strip() for k in args.keys.split(",") if k.strip()]
@@ -67,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         cfg = config_from_args(args)
+        from clipscore.columns import planned_columns
         from clipscore.jobs.tables import check_names
-        from clipscore.model import check_model_loadable
 
-        check_names(cfg)  # names and model fail before any Spark start-up cost
-        check_model_loadable(cfg.model, cfg.model_revision)
+        check_names(cfg)  # names and models fail before any Spark start-up cost
+        planned_columns(cfg)
         from clipscore.jobs.session import get_or_create_session
 
         spark, owned = get_or_create_session(f"clipscore-{args.command}", args.master)

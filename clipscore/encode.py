@@ -1,8 +1,8 @@
-"""Stage 3: pixel tensors and token ids to unit-length CLIP embeddings.
+"""Stage 3: pixel tensors and caption tensors to unit-length embeddings, for any model family.
 
-Runs the towers exactly as ``CLIPModel.forward`` does (tower -> pooled output -> projection), under
-``torch.inference_mode``, in model-sized chunks, and returns float32 embeddings normalised in float32
-whatever the model's precision.
+Calls the family's towers (``ScoringModel.image_features``/``text_features``) under
+``torch.inference_mode`` in ``batch_size`` chunks, and returns float32 embeddings normalised in
+float32 whatever the model's precision.
 """
 from __future__ import annotations
 
@@ -10,56 +10,62 @@ from typing import Callable
 
 import torch
 
-from clipscore.model import ClipBundle
+from clipscore.families.base import ScoringModel
 
 
-class ClipEncoder:
-    def __init__(self, bundle: ClipBundle, batch_size: int):
-        self.model = bundle.model
-        self.device = bundle.device
-        self.dtype = bundle.dtype
+class Encoder:
+    def __init__(self, model: ScoringModel, batch_size: int):
+        self.model = model
+        self.device = model.device
         self.batch_size = batch_size
         self._non_blocking = self.device.type == "cuda"
-        self._autocast = bundle.autocast
+        self._autocast = model.autocast
 
     def _precision(self):
-        """The autocast context the bundle asks for (bf16 on CPU), else a no-op."""
+        """The autocast context the model asks for (bf16 on CPU), else a no-op."""
         return torch.autocast("cpu", dtype=self._autocast, enabled=self._autocast is not None)
 
     @torch.inference_mode()
     def embed_images(self, pixel_values: torch.Tensor, finish: Callable | None = None) -> torch.Tensor:
         """``finish(chunk, device)``: the last preprocessing step, run per chunk on the model's device
-        (``ImagePreprocessor.finish``: uint8 crops -> normalised float32)."""
+        (``ImageInput.finish``: e.g. uint8 crops -> normalised float32)."""
         out = []
         for start in range(0, len(pixel_values), self.batch_size):
             chunk = pixel_values[start : start + self.batch_size]
             if finish is not None:
                 chunk = finish(chunk, self.device)
-            chunk = chunk.to(self.device, dtype=self.dtype, non_blocking=self._non_blocking)
+            chunk = chunk.to(self.device, non_blocking=self._non_blocking)
             with self._precision():
-                pooled = self.model.vision_model(pixel_values=chunk).pooler_output
-                out.append(self.model.visual_projection(pooled).float())
+                out.append(self.model.image_features(chunk).float())
         return _normalise(torch.cat(out)) if out else torch.empty(0)
 
     @torch.inference_mode()
-    def embed_texts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Embeds captions in length buckets, each cut to its own longest caption.
+    def embed_texts(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Embeds captions in chunks; for causal text towers (``bucket_captions``) in length buckets.
 
         A batch padded to its longest caption spends most of the text tower on padding when a few
-        captions are long (alt text: mostly 10-25 tokens, some 77). The text tower's causal mask means
+        captions are long (alt text: mostly 10-25 tokens, some 77). CLIP's causal mask means
         trailing padding never reaches the pooled end-of-text token, so cutting it changes no score
-        (beyond float rounding); it is only done for right-padded inputs, where that holds.
+        (beyond float rounding); it is only done for right-padded inputs, where that holds. SigLIP
+        (bidirectional, pools the last position of a fixed length) always runs full width.
         """
-        if len(input_ids) == 0:
+        first = next(iter(inputs.values()))
+        n = len(first)
+        if n == 0:
             return torch.empty(0)
-        out = torch.empty(len(input_ids), self.model.text_projection.out_features, dtype=torch.float32)
-        for rows, length in _length_buckets(attention_mask, self.batch_size):
-            ids = input_ids[rows, :length].to(self.device, non_blocking=self._non_blocking)
-            mask = attention_mask[rows, :length].to(self.device, non_blocking=self._non_blocking)
+        mask = inputs.get("attention_mask")
+        if self.model.bucket_captions and mask is not None:
+            chunks = _length_buckets(mask, self.batch_size)
+        else:
+            chunks = ((torch.arange(s, min(n, s + self.batch_size)), first.shape[1]) for s in range(0, n, self.batch_size))
+        out: torch.Tensor | None = None
+        for rows, length in chunks:
+            part = {k: v[rows, :length].to(self.device, non_blocking=self._non_blocking) for k, v in inputs.items()}
             with self._precision():
-                pooled = self.model.text_model(input_ids=ids, attention_mask=mask).pooler_output
-                projected = self.model.text_projection(pooled)
-            out[rows] = _normalise(projected).cpu()
+                embedded = _normalise(self.model.text_features(**part)).cpu()
+            if out is None:
+                out = torch.empty(n, embedded.shape[1], dtype=torch.float32)
+            out[rows] = embedded
         return out
 
 

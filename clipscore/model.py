@@ -1,34 +1,21 @@
-"""Model loading: one CLIP per (model, revision, device, precision) per Python process.
+"""Model runtime shared by every family: device and precision rules, and the per-process model cache.
 
 ``ModelCache`` is the single owner of loaded models. It is filled lazily on first use inside a Spark
 Python worker (never on the driver, never at import time) and kept across batches and tasks, which
-works because Spark reuses Python workers (``spark.python.worker.reuse``, on by default).
-
-``check_model_loadable`` runs on the driver before any Spark work: it fetches only the small config
-and tokenizer files, so a wrong path or a missing hub fails fast with a message that says what to do.
+works because Spark reuses Python workers (``spark.python.worker.reuse``, on by default). What a
+model is and how it loads is its family's business (``clipscore.families``).
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
-
-from clipscore.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 LOAD_LOG_ENV = "CLIPSCORE_MODEL_LOAD_LOG"  # optional: append one line per model load (ops/debugging)
-
-_OFFLINE_HINT = (
-    "If this machine cannot reach the Hugging Face hub, download the model where you can "
-    "(`huggingface-cli download {model} --local-dir /path/to/clip`, or `save_pretrained`), copy the folder "
-    "to storage every executor can read, and pass --model /path/to/clip. The folder needs config.json, "
-    "model.safetensors, preprocessor_config.json and the tokenizer files."
-)
 
 
 @dataclass(frozen=True)
@@ -37,22 +24,6 @@ class ModelKey:
     revision: str | None
     device: str
     precision: str  # resolved: fp32, fp16, bf16 or int8
-
-
-@dataclass
-class ClipBundle:
-    """A loaded CLIP: the model and the processor parts the scoring core needs."""
-
-    key: ModelKey
-    model: Any  # transformers.CLIPModel
-    image_processor: Any
-    tokenizer: Any
-    device: Any  # torch.device
-    dtype: Any  # torch dtype of the inputs the model expects
-    max_length: int
-    image_size: int
-    load_seconds: float
-    autocast: Any = None  # a torch dtype: run the towers under torch.autocast on the CPU (bf16)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -123,51 +94,28 @@ def torch_dtype(precision: str):
 # -------------------------------------------------------------------------------------------------
 # Loading
 # -------------------------------------------------------------------------------------------------
-def load_clip(key: ModelKey) -> ClipBundle:
-    """Load weights (safetensors only, no remote code) and the processor, and place them on the device."""
-    import torch
-    from transformers import CLIPModel, CLIPProcessor
+def place(model: Any, key: ModelKey) -> tuple[Any, Any, Any]:
+    """Put a loaded ``torch.nn.Module`` in eval mode on the key's device and precision.
 
-    started = time.perf_counter()
-    try:
-        processor = CLIPProcessor.from_pretrained(key.model, revision=key.revision)
-        model = CLIPModel.from_pretrained(
-            key.model, revision=key.revision, use_safetensors=True, attn_implementation="sdpa"
-        )
-    except Exception as exc:  # noqa: BLE001 - re-raised with what to do about it
-        raise RuntimeError(f"Could not load CLIP model '{key.model}': {exc}\n" + _OFFLINE_HINT.format(model=key.model)) from exc
+    Returns (model, input dtype, autocast dtype or None), the same rules for every family: fp32,
+    fp16 and bf16 on a GPU cast the weights; bf16 on a CPU keeps fp32 weights under autocast
+    (matmuls in bf16 on AVX512-BF16/AMX, norms and softmax in fp32: as fast as a cast, and closer to
+    fp32, benchmarks/README.md); int8 quantises every Linear layer dynamically (CPU only).
+    """
+    import torch
+
     model.eval()
     model.requires_grad_(False)
     device = torch.device(key.device)
-    autocast = None
     if key.precision == "int8":
-        model = quantize_int8(model)
-    elif key.precision == "bf16" and device.type == "cpu":
-        # fp32 weights under CPU autocast: matmuls in bf16 (AVX512-BF16/AMX), layer norms and softmax
-        # in fp32; as fast as casting the whole model, and closer to fp32 (benchmarks/README.md).
-        autocast = torch.bfloat16
+        return quantize_int8(model), torch.float32, None
+    if key.precision == "bf16" and device.type == "cpu":
         if not cpu_has_native_bf16():
             log.warning("precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slower "
                         "than fp32; use precision=fp32 (or int8) on this machine.")
-    else:
-        model = model.to(device=device, dtype=torch_dtype(key.precision))
-    image_size = int(model.config.vision_config.image_size)
-    max_length = int(model.config.text_config.max_position_embeddings)
-    bundle = ClipBundle(
-        key=key,
-        model=model,
-        image_processor=processor.image_processor,
-        tokenizer=processor.tokenizer,
-        device=device,
-        dtype=torch.float32 if autocast is not None else torch_dtype(key.precision),
-        autocast=autocast,
-        max_length=max_length,
-        image_size=image_size,
-        load_seconds=time.perf_counter() - started,
-    )
-    log.info("loaded %s on %s (%s) in %.1fs", key.model, key.device, key.precision, bundle.load_seconds)
-    _record_load(key)
-    return bundle
+        return model, torch.float32, torch.bfloat16
+    dtype = torch_dtype(key.precision)
+    return model.to(device=device, dtype=dtype), dtype, None
 
 
 def quantize_int8(model, backend: str = "auto"):
@@ -219,7 +167,7 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def _record_load(key: ModelKey) -> None:
+def record_load(key: ModelKey) -> None:
     path = os.environ.get(LOAD_LOG_ENV)
     if path:
         with open(path, "a", encoding="utf-8") as handle:
@@ -231,9 +179,12 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._models: dict[ModelKey, ClipBundle] = {}
+        self._models: dict[ModelKey, Any] = {}
 
-    def get(self, key: ModelKey, factory: Callable[[ModelKey], ClipBundle] = load_clip) -> ClipBundle:
+    def get(self, key: ModelKey, factory: Callable[[ModelKey], Any] | None = None):
+        """The loaded model for ``key`` (a ``clipscore.families.ScoringModel``), loading it on first use."""
+        if factory is None:
+            from clipscore.families import load_model as factory
         with self._lock:
             bundle = self._models.get(key)
             if bundle is None:
@@ -250,75 +201,3 @@ class ModelCache:
 
 
 MODEL_CACHE = ModelCache()  # the one per-process owner; Spark workers reuse it across tasks
-
-
-# -------------------------------------------------------------------------------------------------
-# Driver-side check
-# -------------------------------------------------------------------------------------------------
-def check_model_loadable(model: str, revision: str | None = None) -> str | None:
-    """Fail fast (ConfigError) unless ``model`` names a loadable CLIP with safetensors weights.
-
-    Reads only config and tokenizer files; the weights are loaded later, on the executors. Returns
-    the commit the hub resolved ``revision`` to (None for a local folder): the jobs pin it, so every
-    executor loads the same weights and provenance names them.
-    """
-    local = Path(model).expanduser()
-    # Hub ids are "name" or "org/name"; anything that exists, is explicitly relative/absolute, or has
-    # more than one slash is a folder.
-    if local.exists() or model.startswith(("/", "./", "../", "~")) or model.count("/") > 1:
-        _check_local_folder(local, model)
-    try:
-        from transformers import CLIPConfig, CLIPProcessor
-
-        config = CLIPConfig.from_pretrained(model, revision=revision)
-        CLIPProcessor.from_pretrained(model, revision=revision)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(
-            f"Could not load CLIP model '{model}' ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}).\n"
-            + _OFFLINE_HINT.format(model=model)
-        ) from None
-    if not local.exists() and not _hub_has_safetensors(model, revision):
-        raise ConfigError(
-            f"Model '{model}' has no safetensors weights on the hub (we never load pickled .bin weights). "
-            "Convert it (e.g. `CLIPModel.from_pretrained(...).save_pretrained(dir)`) and pass --model dir."
-        )
-    if local.exists():
-        return None
-    commit = getattr(config, "_commit_hash", None)
-    return commit if isinstance(commit, str) and commit else None
-
-
-def _check_local_folder(folder: Path, name: str) -> None:
-    if not folder.exists():
-        raise ConfigError(f"Model folder '{name}' does not exist. Pass --model with a folder that holds a saved CLIP, "
-                          "or a Hugging Face id such as openai/clip-vit-base-patch32.")
-    if not folder.is_dir():
-        raise ConfigError(f"--model '{name}' is a file; pass the folder that holds config.json and model.safetensors.")
-    missing = [] if (folder / "config.json").is_file() else ["config.json"]
-    if not any((folder / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
-        missing.append("preprocessor_config.json (or processor_config.json)")
-    if not any(folder.glob("*.safetensors")):
-        missing.append("model.safetensors (or sharded *.safetensors)")
-    if not ((folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file()):
-        missing.append("tokenizer.json or vocab.json + merges.txt")
-    if missing:
-        raise ConfigError(
-            f"Model folder '{name}' is incomplete: missing {', '.join(missing)}. Save the model with "
-            "`CLIPModel.save_pretrained(dir)` and `CLIPProcessor.save_pretrained(dir)` (safetensors)."
-        )
-
-
-def _hub_has_safetensors(model: str, revision: str | None) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        for name in ("model.safetensors", "model.safetensors.index.json"):
-            if isinstance(try_to_load_from_cache(model, name, revision=revision), str):
-                return True
-        from huggingface_hub import HfApi
-
-        files = HfApi().list_repo_files(model, revision=revision)
-    except Exception:  # noqa: BLE001 - offline with configs cached: let the executors try and report
-        log.warning("could not list files of %s on the hub; assuming safetensors weights exist", model)
-        return True
-    return any(f.endswith(".safetensors") for f in files)

@@ -1,6 +1,6 @@
-"""Stage 2: frames to pixel tensors, captions to token ids, with the model's own processor.
+"""Stage 2: frames to pixel tensors, captions to token ids, with a transformers model's own processor.
 
-We use the same ``CLIPImageProcessor`` and tokenizer that ``CLIPProcessor.from_pretrained`` builds,
+We use the same image processor and tokenizer that ``AutoProcessor.from_pretrained`` builds,
 which is what keeps scores equal to the one-pair-at-a-time reference; the image processor's steps
 are split so that each runs where it costs least (see ``ImagePreprocessor``).
 """
@@ -187,25 +187,32 @@ class JpegDecoder:
 
 
 class CaptionTokenizer:
-    def __init__(self, tokenizer: Any, max_length: int, max_chars: int = 8192):
+    """Captions -> the text tower's inputs with the model's own tokenizer.
+
+    ``padding="longest"``: padded to the batch's longest caption (CLIP: the encoder then cuts each
+    length bucket to its own longest). ``padding="max_length"``: every caption padded to
+    ``max_length``, as SigLIP trained (its pooled token is the last position). Long captions are
+    truncated to ``max_length`` tokens either way.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, max_chars: int = 8192, padding: str = "longest"):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.max_chars = max_chars
+        self.padding = padding
+        self.keys = tuple(getattr(tokenizer, "model_input_names", None) or ("input_ids", "attention_mask"))
 
     def __call__(self, captions: Sequence[str]) -> dict:
-        """Captions -> ``input_ids``/``attention_mask``, padded to the batch's longest, truncated to the model.
-
-        A caption is cut to ``max_chars`` characters first, so a megabyte-long cell costs no more
-        than a long caption; 77 tokens never reach that far on real text (whitespace runs aside).
-        """
+        """A caption is cut to ``max_chars`` characters first, so a megabyte-long cell costs no more
+        than a long caption; 77 tokens never reach that far on real text (whitespace runs aside)."""
         encoded = self.tokenizer(
             [c[: self.max_chars] for c in captions],
-            padding="longest",
+            padding=self.padding,
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
         )
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        return {key: encoded[key] for key in self.keys if key in encoded and key != "token_type_ids"}
 
 
 def caption_error(caption: Any) -> str | None:

@@ -1,12 +1,15 @@
-"""The scoring core: pandas in, pandas out, no Spark.
+"""The scoring core: pandas in, pandas out, no Spark, any number of models of any family.
 
 ``PairScorer.score_batches`` takes an iterator of (images, captions) batches and yields, per batch, a
-DataFrame with ``similarity`` (float32, null when not scored), ``score_band`` and ``score_error``:
+DataFrame with the score columns (``clipscore.columns``: ``similarity``, ``probability`` for SigLIP
+families, ``similarity_<name>``... with several models; float32, null when not scored),
+``score_band`` and ``score_error``:
 
-    captions checked -> images loaded (image_loader) -> pixels + tokens (preprocess)
-      -> embeddings (encode) -> cosine per row -> band (bands)
+    captions checked -> images loaded and decoded once (image_loader)
+      -> per model: its own resize/crop of the shared frame, its own tokens (its family's preprocess)
+      -> per model: embeddings (encode) -> cosine per row -> band from the primary model (bands)
 
-Preparing batch k+1 (I/O, decode, resize, tokenize: threads that release the GIL) overlaps the model
+Preparing batch k+1 (I/O, decode, resize, tokenize: threads that release the GIL) overlaps the models
 running on batch k. Within a batch each distinct image reference and each distinct caption is
 loaded and encoded once.
 """
@@ -26,16 +29,16 @@ import pandas as pd
 import torch
 
 from clipscore.bands import assign_bands
-from clipscore.config import ScoreConfig
-from clipscore.encode import ClipEncoder, cosine_rows
+from clipscore.columns import PRIMARY_COLUMNS, STATUS_COLUMNS, score_columns
+from clipscore.encode import Encoder, cosine_rows
 from clipscore.errors import row_error
+from clipscore.families.base import ImageInput, ScoringModel, Tokenizer
 from clipscore.image_loader import ImageLoader, LoadedImage
-from clipscore.model import MODEL_CACHE, ClipBundle, ModelKey, resolve_device, resolve_precision
-from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor, JpegDecoder, caption_error
+from clipscore.model import MODEL_CACHE, ModelKey, resolve_device, resolve_precision
+from clipscore.options import ModelSpec, ScoringOptions
+from clipscore.preprocess import JpegDecoder, caption_error
 
 log = logging.getLogger(__name__)
-
-OUTPUT_COLUMNS = ("similarity", "score_band", "score_error")
 
 # Optional (ops, tests): append "pid<TAB>pairs" per batch for the pairs the model scored, so a run can
 # prove that every row went through the model exactly once.
@@ -57,13 +60,28 @@ class StageTimes:
 
 
 @dataclass
+class ModelRun:
+    """One model of a scorer: its spec, the loaded model and the parts cut from it for this run."""
+
+    spec: ModelSpec
+    model: ScoringModel
+    preprocess: ImageInput
+    tokenize: Tokenizer
+    encoder: Encoder
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("similarity", "probability") if self.model.has_probability else ("similarity",)
+
+
+@dataclass
 class PreparedBatch:
     n_rows: int
     errors: np.ndarray  # object: reason per row, None where scorable
     image_index: np.ndarray  # int64: row -> distinct image, -1 if none
     text_index: np.ndarray  # int64: row -> distinct caption, -1 if none
-    pixel_values: torch.Tensor | None
-    text_inputs: dict | None
+    pixel_values: list  # per model: a tensor of its distinct images' inputs, or None
+    text_inputs: list  # per model: its tokenizer's tensors for the distinct captions, or None
     index: pd.Index
 
 
@@ -83,42 +101,60 @@ def _dedupe(values: Sequence[Any], rows: Iterable[int]) -> tuple[list[Any], dict
 
 
 class PairScorer:
-    """Scores (image, caption) pairs with one loaded CLIP. Cheap to build once the model is cached."""
+    """Scores (image, caption) pairs with one or more loaded models. Cheap to build once they are cached."""
 
-    def __init__(self, cfg: ScoreConfig, bundle: ClipBundle):
-        self.cfg = cfg
-        self.bundle = bundle
-        self.preprocess = ImagePreprocessor(bundle.image_processor, bundle.device if cfg.gpu_decode else None,
-                                            normalise_in_one=bundle.device.type == "cpu")
-        self.loader = ImageLoader(cfg)
-        self.loader.set_target(*self.preprocess.target_size())
+    def __init__(self, options: ScoringOptions, models: Sequence[ScoringModel]):
+        options = options.scoring
+        if len(models) != len(options.models):
+            raise ValueError(f"{len(models)} loaded models for {len(options.models)} model specs")
+        self.cfg = options
+        self.runs = [ModelRun(spec, model, model.preprocessor(options.gpu_decode),
+                              model.tokenizer(options.max_caption_chars), Encoder(model, options.batch_size))
+                     for spec, model in zip(options.models, models)]
+        self.device = models[0].device
+        self.columns = score_columns([(r.spec.name, r.model.has_probability) for r in self.runs])
+        if options.band_column not in self.columns:
+            raise RuntimeError(f"band_column={options.band_column} but the primary model "
+                               f"{options.primary.model} ({models[0].family}) gives only {', '.join(self.columns)}")
+        self.loader = ImageLoader(options)
+        # The shared frame must cover every model's input (fast mode reduces frames to this).
+        targets = [run.preprocess.target_size() for run in self.runs]
+        self.loader.set_target(max(t[0] for t in targets), max(t[1] for t in targets))
         self.jpeg_decoder: JpegDecoder | None = None
-        if cfg.gpu_decode:
+        if options.gpu_decode:
             # JPEGs skip PIL: checked from the header, then batch-decoded and resized on the device.
             self.loader.defer_jpeg = True
-            self.jpeg_decoder = JpegDecoder(bundle.device)
-        self.tokenize = CaptionTokenizer(bundle.tokenizer, bundle.max_length, cfg.max_caption_chars)
-        self.encoder = ClipEncoder(bundle, cfg.batch_size)
-        self._pinned = bundle.device.type == "cuda"
-        if bundle.device.type == "cuda":
+            self.jpeg_decoder = JpegDecoder(self.device)
+        self._pinned = self.device.type == "cuda"
+        if self.device.type == "cuda":
             _single_threaded_host_ops()
         self.times = StageTimes()
         self._prep_pool: ThreadPoolExecutor | None = None
 
     @classmethod
-    def from_config(cls, cfg: ScoreConfig, assigned_gpus: Sequence[str] = ()) -> "PairScorer":
-        """Build a scorer on the right device, loading the model through the process-wide cache."""
-        device = resolve_device(cfg.device, assigned_gpus)
-        key = ModelKey(cfg.model, cfg.model_revision, device, resolve_precision(cfg.precision, device))
-        return cls(cfg, MODEL_CACHE.get(key))
+    def from_config(cls, options: ScoringOptions, assigned_gpus: Sequence[str] = ()) -> "PairScorer":
+        """Build a scorer on the right device, loading each model through the process-wide cache."""
+        options = options.scoring
+        device = resolve_device(options.device, assigned_gpus)
+        precision = resolve_precision(options.precision, device)
+        models = [MODEL_CACHE.get(ModelKey(spec.model, spec.revision, device, precision)) for spec in options.models]
+        return cls(options, models)
+
+    @property
+    def primary(self) -> ModelRun:
+        return self.runs[0]
+
+    @property
+    def precision(self) -> str:
+        return self.primary.model.key.precision
 
     # ------------------------------------------------------------------------------------------
     def score_frame(self, images: pd.Series, captions: pd.Series) -> pd.DataFrame:
-        """Score one batch synchronously (any length; the model runs in ``batch_size`` chunks)."""
+        """Score one batch synchronously (any length; the models run in ``batch_size`` chunks)."""
         return self._compute(self.prepare(images, captions))
 
     def score_batches(self, batches: Iterable[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        """Score a stream of batches, preparing up to ``prefetch_batches`` ahead of the model."""
+        """Score a stream of batches, preparing up to ``prefetch_batches`` ahead of the models."""
         depth = self.cfg.prefetch_batches
         if depth == 0:
             for images, captions in batches:
@@ -149,7 +185,8 @@ class PairScorer:
 
     # ------------------------------------------------------------------------------------------
     def prepare(self, images: pd.Series, captions: pd.Series) -> PreparedBatch:
-        """Host work before the model: caption checks, image load/decode/resize, tokenize (CPU threads)."""
+        """Host work before the models: caption checks, one image load/decode per distinct reference,
+        each model's resize, each model's tokenizer (CPU threads)."""
         if len(images) != len(captions):
             raise ValueError(f"images and captions differ in length: {len(images)} != {len(captions)}")
         t = time.perf_counter()
@@ -161,24 +198,26 @@ class PairScorer:
         # Load each distinct image reference once; rows whose caption is already bad are skipped.
         candidate_rows = [i for i in range(n) if errors[i] is None]
         distinct_refs, row_to_ref = _dedupe(image_values, candidate_rows)
-        # Each frame is reduced to a model-sized tensor in the thread that decoded it, straight into
-        # its slot of the batch when the size is fixed: a batch never holds full-resolution frames
-        # (the loader's pixel budget bounds those in flight) and is never copied whole.
-        batch = (self.preprocess.new_batch(len(distinct_refs), pinned=self._pinned)
-                 if self.jpeg_decoder is None else None)  # gpu_decode resizes JPEGs later, on the device
-        reduce = ([functools.partial(self.preprocess.one, out=batch[i]) for i in range(len(distinct_refs))]
-                  if batch is not None else self.preprocess.one)
+        # Each frame is decoded once and reduced to every model's input in the thread that decoded
+        # it, straight into its slot of each model's batch when the size is fixed: a batch never
+        # holds full-resolution frames (the loader's pixel budget bounds those in flight) and is
+        # never copied whole.
+        deferred = self.jpeg_decoder is not None  # gpu_decode resizes JPEGs later, on the device
+        batches = [None if deferred else run.preprocess.new_batch(len(distinct_refs), pinned=self._pinned)
+                   for run in self.runs]
+        reduce = [functools.partial(self._reduce, slots=[b[i] if b is not None else None for b in batches])
+                  for i in range(len(distinct_refs))]
         loaded = self.loader.load_many(distinct_refs, reduce=reduce)
         t = self.times.add("load_decode_resize", t)
-        if self.jpeg_decoder is not None:
+        if deferred:
             loaded = self._decode_deferred(loaded)
 
-        good_images: list = []
+        good: list[tuple] = []
         ref_to_good: dict[int, int] = {}
         for ref_idx, item in enumerate(loaded):
             if item.image is not None:
-                ref_to_good[ref_idx] = len(good_images)
-                good_images.append(item.image)
+                ref_to_good[ref_idx] = len(good)
+                good.append(item.image)
         image_index = np.full(n, -1, dtype=np.int64)
         for row in candidate_rows:
             ref_idx = row_to_ref[row]
@@ -186,16 +225,7 @@ class PairScorer:
                 image_index[row] = ref_to_good[ref_idx]
             else:
                 errors[row] = loaded[ref_idx].error
-
-        if not good_images:
-            pixel_values = None
-        elif batch is not None and len(good_images) == len(batch):
-            pixel_values = batch  # every slot filled: no copy
-        else:
-            # gpu_decode leaves JPEG crops on the model's device: stack there (a few CPU crops move up)
-            # rather than sending the device's crops down and back up again.
-            device = next((t.device for t in good_images if t.device.type != "cpu"), None)
-            pixel_values = torch.stack([t.to(device) for t in good_images] if device is not None else good_images)
+        pixel_values = [self._stack(batches[m], [item[m] for item in good]) for m in range(len(self.runs))]
         t = self.times.add("preprocess", t)
 
         scorable = [i for i in range(n) if errors[i] is None]
@@ -203,9 +233,24 @@ class PairScorer:
         text_index = np.full(n, -1, dtype=np.int64)
         for row in scorable:
             text_index[row] = row_to_caption[row]
-        text_inputs = self.tokenize(distinct_captions) if distinct_captions else None
+        text_inputs = [run.tokenize(distinct_captions) if distinct_captions else None for run in self.runs]
         self.times.add("tokenize", t)
         return PreparedBatch(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
+
+    def _reduce(self, frame: torch.Tensor, slots: list) -> tuple:
+        """One decoded frame -> each model's input (its own resize/crop), in the decode thread."""
+        return tuple(run.preprocess.one(frame, out=slot) for run, slot in zip(self.runs, slots))
+
+    @staticmethod
+    def _stack(batch: torch.Tensor | None, images: list) -> torch.Tensor | None:
+        if not images:
+            return None
+        if batch is not None and len(images) == len(batch):
+            return batch  # every slot filled: no copy
+        # gpu_decode leaves JPEG crops on the model's device: stack there (a few CPU crops move up)
+        # rather than sending the device's crops down and back up again.
+        device = next((t.device for t in images if t.device.type != "cpu"), None)
+        return torch.stack([t.to(device) for t in images] if device is not None else images)
 
     def _decode_deferred(self, loaded: list[LoadedImage]) -> list[LoadedImage]:
         """Decode the JPEGs the loader left encoded, in one batch on the model's device, then resize them."""
@@ -214,61 +259,68 @@ class PairScorer:
             return loaded
         loaded = list(loaded)
         decoded = self.jpeg_decoder([loaded[i].jpeg for i in pending])
-        ok = [(i, image) for i, (image, _) in zip(pending, decoded) if image is not None]
         for i, (image, error) in zip(pending, decoded):
-            if image is None:
-                loaded[i] = LoadedImage(None, error)
-        for i, image in ok:  # resized and cropped on the device
-            loaded[i] = LoadedImage(self.preprocess.one(image))  # stays on the device
+            # resized and cropped on the device by each model's preprocessor; stays there
+            loaded[i] = LoadedImage(None, error) if image is None else LoadedImage(self._reduce(image, [None] * len(self.runs)))
         return loaded
 
     def _compute(self, prepared: PreparedBatch) -> pd.DataFrame:
         t = time.perf_counter()
-        similarity = np.full(prepared.n_rows, np.nan, dtype=np.float32)
+        scores: dict[str, np.ndarray] = {}
         scorable = np.flatnonzero(prepared.text_index >= 0)
-        if len(scorable):
-            # Encode only the distinct images that some scorable row uses.
-            used_images = np.unique(prepared.image_index[scorable])
-            remap = np.full(len(prepared.pixel_values), -1, dtype=np.int64)
-            remap[used_images] = np.arange(len(used_images))
-            pixels = prepared.pixel_values
-            if len(used_images) < len(pixels):  # skip the copy in the usual case: every image is used
-                pixels = pixels[torch.from_numpy(used_images)]
-            image_embeds = self.encoder.embed_images(pixels, self.preprocess.finish)
-            text_embeds = self.encoder.embed_texts(**prepared.text_inputs)
-            cos = cosine_rows(
-                image_embeds,
-                text_embeds,
-                torch.from_numpy(remap[prepared.image_index[scorable]]),
-                torch.from_numpy(prepared.text_index[scorable]),
-            )
-            similarity[scorable] = cos.numpy().astype(np.float32)
-            # A NaN, infinite or zero embedding (fp16 overflow, a degenerate input) is a row error
-            # with its own reason, never a null score without one.
-            invalid = scorable[~np.isfinite(similarity[scorable])]
-            for row in invalid:
-                prepared.errors[row] = row_error(
-                    "embedding_invalid", f"the {self.bundle.key.precision} model gave a NaN, infinite or zero embedding")
-            similarity[invalid] = np.nan
+        for m, run in enumerate(self.runs):
+            values = self._score_model(run, prepared, scorable, prepared.pixel_values[m], prepared.text_inputs[m])
+            scores.update({f"{column}_{run.spec.name}": array for column, array in values.items()})
         t = self.times.add("model", t)
-        out = self.assemble(prepared, similarity)
-        _record_pairs(len(scorable))
+        out = self.assemble(prepared, scores)
+        _record_pairs(len(scorable) * len(self.runs))
         self.times.add("band", t)
         return out
 
-    def assemble(self, prepared: PreparedBatch, similarity: np.ndarray) -> pd.DataFrame:
-        """The output frame for one batch: scores (NaN where not scored), bands, reasons; counts rows."""
-        out = pd.DataFrame(
-            {
-                "similarity": pd.Series(similarity, dtype="float32"),
-                "score_band": assign_bands(pd.Series(similarity), self.cfg.band_edges),
-                "score_error": pd.Series(prepared.errors, dtype=object),
-            }
-        )
+    def _score_model(self, run: ModelRun, prepared: PreparedBatch, scorable: np.ndarray, pixels, text_inputs) -> dict:
+        similarity = np.full(prepared.n_rows, np.nan, dtype=np.float32)
+        probability = np.full(prepared.n_rows, np.nan, dtype=np.float32) if run.model.has_probability else None
+        if len(scorable):
+            # Encode only the distinct images that some scorable row uses.
+            used_images = np.unique(prepared.image_index[scorable])
+            remap = np.full(len(pixels), -1, dtype=np.int64)
+            remap[used_images] = np.arange(len(used_images))
+            if len(used_images) < len(pixels):  # skip the copy in the usual case: every image is used
+                pixels = pixels[torch.from_numpy(used_images)]
+            image_embeds = run.encoder.embed_images(pixels, run.preprocess.finish)
+            text_embeds = run.encoder.embed_texts(**text_inputs)
+            cos = cosine_rows(image_embeds, text_embeds, torch.from_numpy(remap[prepared.image_index[scorable]]),
+                              torch.from_numpy(prepared.text_index[scorable]))
+            similarity[scorable] = cos.numpy().astype(np.float32)
+            if probability is not None:
+                probability[scorable] = run.model.probability(cos).numpy().astype(np.float32)
+            # A NaN, infinite or zero embedding (fp16 overflow, a degenerate input) is a row error
+            # with its own reason, never a null score without one.
+            invalid = scorable[~np.isfinite(similarity[scorable])]
+            which = f"the {run.model.key.precision} model" + (f" '{run.spec.name}'" if len(self.runs) > 1 else "")
+            for row in invalid:
+                if prepared.errors[row] is None:
+                    prepared.errors[row] = row_error("embedding_invalid", f"{which} gave a NaN, infinite or zero embedding")
+            similarity[invalid] = np.nan
+            if probability is not None:
+                probability[invalid] = np.nan
+        return {"similarity": similarity} if probability is None else {"similarity": similarity, "probability": probability}
+
+    def assemble(self, prepared: PreparedBatch, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+        """The output frame for one batch: score columns (NaN where not scored), bands, reasons.
+
+        ``scores`` maps each model's column (``similarity_<name>``, ``probability_<name>``) to its
+        values; the primary's are also the plain ``similarity``/``probability`` columns.
+        """
+        primary = self.primary.spec.name
+        out = pd.DataFrame({column: pd.Series(scores[column if column not in PRIMARY_COLUMNS else f"{column}_{primary}"],
+                                              dtype="float32") for column in self.columns})
+        out["score_band"] = assign_bands(pd.Series(out[self.cfg.band_column]), self.cfg.band_edges)
+        out["score_error"] = pd.Series(prepared.errors, dtype=object)
         if len(out) != prepared.n_rows:  # a code error, never a data error: fail loudly
             raise RuntimeError(f"scorer produced {len(out)} rows for {prepared.n_rows} inputs")
         self.times.rows += prepared.n_rows
-        self.times.scored += int(np.isfinite(similarity).sum())
+        self.times.scored += int(np.isfinite(out["similarity"].to_numpy()).sum())
         return out
 
 
@@ -294,21 +346,26 @@ def _record_pairs(pairs: int) -> None:
             handle.write(f"{os.getpid()}\t{pairs}\n")
 
 
-def score_pandas(df: pd.DataFrame, cfg: ScoreConfig, assigned_gpus: Sequence[str] = ()) -> pd.DataFrame:
-    """Notebooks, Ray or Dask: ``df`` plus the three score columns (model from the process-wide cache).
+def score_pandas(df: pd.DataFrame, cfg: ScoringOptions, assigned_gpus: Sequence[str] = (), *,
+                 image_col: str | None = None, caption_col: str | None = None) -> pd.DataFrame:
+    """Notebooks, Ray or Dask: ``df`` plus the score columns (models from the process-wide cache).
+
+    ``cfg`` is a ``ScoreConfig`` (its ``image_col``/``caption_col`` name the columns) or plain
+    ``ScoringOptions`` (then ``image``/``caption`` unless given here).
 
     Memory is bounded whatever ``len(df)``: rows go to the model in ``batch_size`` slices with
     ``prefetch_batches`` prepared ahead, as in the Spark UDF; only the (small) score columns of the
     whole frame are kept.
     """
     scorer = PairScorer.from_config(cfg, assigned_gpus)
-    images, captions = df[cfg.image_col], df[cfg.caption_col]
+    images = df[image_col or getattr(cfg, "image_col", "image")]
+    captions = df[caption_col or getattr(cfg, "caption_col", "caption")]
     slices = ((images.iloc[i : i + cfg.batch_size], captions.iloc[i : i + cfg.batch_size])
               for i in range(0, len(df), cfg.batch_size))
     try:
         parts = list(scorer.score_batches(slices))
     finally:
         scorer.close()
-    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+    scores = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*scorer.columns, *STATUS_COLUMNS])
     scores.index = df.index
     return pd.concat([df, scores], axis=1)

@@ -44,6 +44,7 @@ from typing import Callable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from clipscore.columns import is_score_column
 from clipscore.config import ConfigError, ScoreConfig
 from clipscore.errors import TRANSIENT_CODES
 from clipscore.jobs import staging
@@ -60,7 +61,6 @@ from clipscore.jobs.score import add_scores, arrow_settings, observed_runtimes, 
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.jobs.tables import col, quote_identifier, read_table
-from clipscore.scorer import OUTPUT_COLUMNS
 
 log = logging.getLogger("clipscore")
 
@@ -93,9 +93,9 @@ def check_keys(cfg: ScoreConfig, source_cols: list[str], target_cols: list[str])
     keys = list(cfg.merge_keys)
     if not keys:
         raise ConfigError("No merge keys: pass --keys with the column(s) that identify a row, e.g. --keys id.")
-    reserved = set(OUTPUT_COLUMNS) | set(PROVENANCE_COLUMNS) | {cfg.image_col, cfg.caption_col}
+    reserved = set(PROVENANCE_COLUMNS) | {cfg.image_col, cfg.caption_col}
     for key in keys:
-        if key in reserved:
+        if key in reserved or is_score_column(key):
             raise ConfigError(f"Merge key '{key}' is a score, provenance, image or caption column; "
                               "pass --keys with the column(s) that identify a row.")
         if key not in source_cols:

@@ -34,7 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore import __version__
-from clipscore.config import SCORE_AFFECTING, ScoreConfig
+from clipscore.config import ScoreConfig
 from clipscore.jobs.tables import col, is_table_name, table_identifier
 
 log = logging.getLogger("clipscore")
@@ -54,7 +54,11 @@ PROVENANCE_COLUMNS = (
 
 def fingerprint_options(cfg: ScoreConfig) -> dict:
     """What makes a stored score reusable, besides the runtime: model, revision, pixel options, bands."""
-    options = {key: getattr(cfg, key) for key in SCORE_AFFECTING if key not in ("precision", "preprocess")}
+    options = {"model": cfg.model, "model_revision": cfg.model_revision, "gpu_decode": cfg.gpu_decode}
+    if cfg.multi_model:  # one model keeps the keys tables scored before multi-model runs carry
+        options["models"] = [[m.name, m.model, m.revision] for m in cfg.models]
+    if cfg.band_column != "similarity":
+        options["band_column"] = cfg.band_column
     if cfg.preprocess == "exact":
         # Tables scored before `preprocess` existed carry "jpeg_draft": false, and exact gives those
         # very scores (bit-identical frames): their fingerprints stay valid, nothing is re-scored.
@@ -145,6 +149,9 @@ def provenance_properties(cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> 
         "clipscore.version": __version__,
         "clipscore.model": cfg.model,
         "clipscore.model_revision": cfg.model_revision or "",
+        "clipscore.models": json.dumps([{"name": m.name, "model": m.model, "revision": m.revision}
+                                        for m in cfg.models]),
+        "clipscore.band_column": cfg.band_column,
         "clipscore.device": ",".join(sorted({d for d, _ in runtimes})),
         "clipscore.precision": ",".join(sorted({p for _, p in runtimes})),
         "clipscore.band_edges": json.dumps([float(e) for e in cfg.band_edges]),

@@ -7,6 +7,7 @@ arguments, gets a session and stops it only if it created it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -18,8 +19,8 @@ from clipscore.jobs.provenance import record_provenance
 from clipscore.jobs.tables import check_names, col, read_source, validate_columns, write_table
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
-from clipscore.model import check_model_loadable
-from clipscore.scorer import OUTPUT_COLUMNS
+from clipscore.columns import planned_columns
+from clipscore.families import describe
 from clipscore.udfs.clip_udf import RUNTIME_COLUMNS, make_score_udf
 
 log = logging.getLogger("clipscore")
@@ -56,7 +57,10 @@ def bound_arrow_batches(spark: SparkSession, cfg: ScoreConfig) -> None:
 
 
 def add_scores(df: DataFrame, cfg: ScoreConfig, runtime: bool = False) -> DataFrame:
-    """``df`` with ``similarity``, ``score_band`` and ``score_error`` appended (older ones replaced). Lazy.
+    """``df`` with the score columns, ``score_band`` and ``score_error`` appended (older ones replaced). Lazy.
+
+    The score columns are ``similarity`` (and ``probability`` for SigLIP families), and with several
+    models ``similarity_<name>``/``probability_<name>`` per model (``clipscore.columns``).
 
     Safe by default: it lowers the session's ``spark.sql.execution.arrow.maxRecordsPerBatch`` and
     ``maxBytesPerBatch`` to ``cfg.max_records_per_batch``/``cfg.max_bytes_per_batch`` when they are
@@ -70,37 +74,48 @@ def add_scores(df: DataFrame, cfg: ScoreConfig, runtime: bool = False) -> DataFr
     if missing:
         raise ConfigError(f"drop_columns names {', '.join(map(repr, missing))}, not in the input. "
                           f"Input columns: {', '.join(df.columns)}.")
+    columns = planned_columns(cfg)
     bound_arrow_batches(df.sparkSession, cfg)
-    replaced = set(OUTPUT_COLUMNS) | set(RUNTIME_COLUMNS)
+    replaced = set(columns) | set(RUNTIME_COLUMNS)
     base = df.drop(*[c for c in df.columns if c in replaced])
     if cfg.repartition:
         base = base.repartition(cfg.repartition)
-    udf = make_score_udf(cfg)
+    udf = make_score_udf(cfg, columns)
     scored = base.withColumn("_clipscore", udf(col(cfg.image_col), col(cfg.caption_col)))
     extra = RUNTIME_COLUMNS if runtime else ()
     return scored.select(
         *[col(c) for c in base.columns if c not in cfg.drop_columns],
-        *[F.col(f"_clipscore.{name}").alias(name) for name in (*OUTPUT_COLUMNS, *extra)],
+        *[F.col(f"_clipscore.{name}").alias(name) for name in (*columns, *extra)],
     )
 
 
 def preflight(spark: SparkSession, cfg: ScoreConfig) -> tuple[DataFrame, ScoreConfig]:
-    """Every check that can fail before Spark runs a task: names, model, source, columns.
+    """Every check that can fail before Spark runs a task: names, models, source, columns.
 
-    Returns the source and the config with the model revision pinned to the commit the hub resolved
-    (unchanged for a local folder), so every executor loads the same weights.
+    Returns the source and the config with each model's revision pinned to the commit the hub
+    resolved (unchanged for local files), so every executor loads the same weights.
     """
     if not cfg.input:
         raise ConfigError("No input: pass --input with a path (Delta, Parquet or CSV) or a catalog table name.")
     check_names(cfg)
-    commit = check_model_loadable(cfg.model, cfg.model_revision)
-    if commit and commit != cfg.model_revision:
-        log.info("model %s revision %s resolved to commit %s; executors load that commit",
-                 cfg.model, cfg.model_revision or "main", commit)
-        cfg = cfg.replace(model_revision=commit)
+    cfg = pin_models(cfg)
+    planned_columns(cfg)  # band_column against the primary model's columns
     source = read_source(spark, cfg)
     validate_columns(source, cfg)
     return source, cfg
+
+
+def pin_models(cfg: ScoreConfig) -> ScoreConfig:
+    """Check every model on the driver (fails fast) and pin hub models to the commit resolved now."""
+    pinned = []
+    for spec in cfg.models:
+        commit = describe(spec.model, spec.revision).revision
+        if commit and commit != spec.revision:
+            log.info("model %s revision %s resolved to commit %s; executors load that commit",
+                     spec.model, spec.revision or "main", commit)
+            spec = dataclasses.replace(spec, revision=commit)
+        pinned.append(spec)
+    return cfg if tuple(pinned) == cfg.models else cfg.replace(models=tuple(pinned))
 
 
 def runtime_metrics() -> list:
@@ -133,7 +148,8 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     scored = scored.observe(observation, *summary_metrics(cfg.band_edges), *runtime_metrics()).select(
         *[col(c) for c in columns])
     partition_cols = ["score_band"] if cfg.partition_by_band else []
-    log.info("scoring %s -> %s with %s (%s, %s)", cfg.input, cfg.output, cfg.model, cfg.device, cfg.precision)
+    log.info("scoring %s -> %s with %s (%s, %s)", cfg.input, cfg.output,
+             ", ".join(f"{m.name}={m.model}" for m in cfg.models), cfg.device, cfg.precision)
     started = time.perf_counter()
     lean = lean_write_settings(cfg)
     with session_conf(spark, {**arrow_settings(cfg), **lean}, optional=tuple(lean)):

@@ -42,6 +42,19 @@ def tiny_cfg(tiny_model_dir):
                        allow_private_urls=True)  # the test HTTP server is on loopback
 
 
+@pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory) -> dict[str, str]:
+    """Tiny random models of the other families, saved as their libraries save them (offline)."""
+    from clipscore.random_families import build_random_open_clip, build_random_siglip, build_random_siglip2
+
+    root = tmp_path_factory.mktemp("families")
+    return {
+        "siglip": str(build_random_siglip(root / "tiny-siglip", seed=1)),
+        "siglip2": str(build_random_siglip2(root / "tiny-siglip2", seed=2)),
+        "open_clip": str(build_random_open_clip(root / "tiny-open-clip", seed=3)),
+    }
+
+
 # -------------------------------------------------------------------------------------------------
 # Images
 # -------------------------------------------------------------------------------------------------

@@ -254,7 +254,7 @@ repo = os.path.join(cache, "models--acme--tiny-clip")
 shutil.copytree(src, os.path.join(repo, "snapshots", commit))
 os.makedirs(os.path.join(repo, "refs"))
 open(os.path.join(repo, "refs", "main"), "w").write(commit)
-from clipscore.model import check_model_loadable
+from clipscore.families import check_model_loadable
 print(check_model_loadable("acme/tiny-clip"), check_model_loadable(src))
 """
 

@@ -9,10 +9,11 @@ from clipscore.config import ConfigError, ScoreConfig, default_config_path, load
 
 def test_default_yaml_matches_dataclass_defaults():
     data = yaml.safe_load(default_config_path().read_text())
-    defaults = ScoreConfig().to_dict()
-    assert set(data) == {f.name for f in fields(ScoreConfig)}
+    defaults = {f.name: f.default for f in fields(ScoreConfig)}
+    assert set(data) == set(defaults)
     for key, value in data.items():
-        assert value == defaults[key], key
+        wanted = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+        assert value == wanted, key
 
 
 def test_precedence_yaml_then_flags_then_set(tmp_path):
@@ -84,3 +85,55 @@ def test_python_construction_coerces_like_yaml_and_flags():
     assert cfg.replace(merge_keys="a,b").merge_keys == ("a", "b")
     with pytest.raises(ConfigError, match="batch_size' expects a whole number"):
         ScoreConfig(batch_size="eight")
+
+
+def test_scoring_and_job_options_split_and_validate_alike():
+    from clipscore.config import JobOptions
+    from clipscore.options import ScoringOptions
+
+    cfg = ScoreConfig(merge_keys="id", batch_size="8", input="src")
+    assert isinstance(cfg.scoring, ScoringOptions) and not isinstance(cfg.scoring, JobOptions)
+    assert cfg.scoring.batch_size == 8 and not hasattr(cfg.scoring, "merge_keys")
+    assert cfg.job.merge_keys == ("id",) and cfg.job.input == "src" and not hasattr(cfg.job, "batch_size")
+    assert JobOptions(merge_keys="id").merge_keys == ("id",)
+    assert ScoringOptions(band_edges="0.2,0.3").band_edges == (0.2, 0.3)
+    with pytest.raises(ConfigError, match="precision' must be one of"):
+        ScoringOptions(precision="fp8")
+    with pytest.raises(ConfigError, match="mode' must be one of"):
+        JobOptions(mode="replace")
+    with pytest.raises(ConfigError, match="batch_size' expects a whole number"):
+        ScoringOptions(batch_size="eight")
+
+
+def test_load_config_reads_the_packaged_defaults_like_the_cli(tmp_path, monkeypatch):
+    import clipscore.config as config
+
+    conf = tmp_path / "default.yaml"
+    conf.write_text("batch_size: 7\nmodel: from-defaults\n")
+    monkeypatch.setattr(config, "default_config_path", lambda: conf)
+    assert load_config().batch_size == 7 and load_config().model == "from-defaults"
+    assert load_config(defaults=False).batch_size == 64
+
+
+def test_models_list_names_and_precedence(tmp_path):
+    from clipscore.options import ModelSpec
+
+    cfg = ScoreConfig(models=["b32=openai/clip-vit-base-patch32", {"model": "google/siglip-base-patch16-224",
+                                                                   "revision": "abc"}])
+    assert [m.name for m in cfg.models] == ["b32", "siglip_base_patch16_224"]
+    assert cfg.models[1].revision == "abc" and cfg.model == "openai/clip-vit-base-patch32" and cfg.multi_model
+    assert ScoreConfig(models="open_clip:ViT-B-32/laion2b_s34b_b79k").models == (
+        ModelSpec("open_clip:ViT-B-32/laion2b_s34b_b79k", "vit_b_32_laion2b_s34b_b79k"),)
+    assert cfg.replace(model="x/y").models == (ModelSpec("x/y", "y"),)
+    # A layer that sets `models` replaces a lower layer's `model`, and the other way round.
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model: from-yaml\nmodel_revision: v1\n")
+    assert [m.model for m in load_config(conf, overrides={"models": ["a/b", "c/d"]}).models] == ["a/b", "c/d"]
+    conf.write_text("models: [a/b, c/d]\n")
+    assert load_config(conf, overrides={"model": "e/f"}).models == (ModelSpec("e/f", "f"),)
+    with pytest.raises(ConfigError, match="either 'model' .* or 'models'"):
+        ScoreConfig(model="a/b", models=["c/d"])
+    with pytest.raises(ConfigError, match="'d' is used twice"):
+        ScoreConfig(models=["a/d", "c/d"])
+    with pytest.raises(ConfigError, match="Model name 'B-32' must be lower-case"):
+        ScoreConfig(models=[{"model": "a/b", "name": "B-32"}])

@@ -169,10 +169,10 @@ def test_unloadable_model_fails_before_scoring(spark, tmp_path, tiny_cfg, parque
 
 
 def test_hub_model_without_network_says_how_to_use_a_local_folder(monkeypatch):
-    from clipscore.model import check_model_loadable
+    from clipscore.families import check_model_loadable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ConfigError, match="pass --model /path/to/clip"):
+    with pytest.raises(ConfigError, match="pass --model /path/to/model"):
         check_model_loadable("openai/clip-vit-base-patch32-not-cached-here")
 
 

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from clipscore.config import ConfigError
 from clipscore.jobs import tables
 from clipscore.jobs.score import run_score
-from clipscore.model import check_model_loadable
+from clipscore.families import check_model_loadable
 
 IMAGES = ("jpeg", "png", "grayscale", "webp")
 OLD_SCHEMA = "id string, image binary, caption string, similarity float, score_band string, score_error string"
@@ -65,7 +65,7 @@ def _loads(model_load_log) -> int:
 
 
 def _fail_overwrite(spark, cfg):
-    with pytest.raises(Exception, match="Could not load CLIP model") as failure:
+    with pytest.raises(Exception, match="Could not load model") as failure:
         run_score(spark, cfg)
     assert not isinstance(failure.value, ConfigError)  # it failed in the write job, not in preflight
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clipscore.model import MODEL_CACHE, ModelKey, load_clip
+from clipscore.families import load_model
+from clipscore.model import MODEL_CACHE, ModelKey
 from clipscore.scorer import PairScorer, score_pandas
 
 CAPTIONS = ["a photo of a cat", "two dogs playing in the snow, with a red ball", "a diagram", "x" * 400]
@@ -67,17 +68,18 @@ def test_duplicates_are_encoded_once_and_score_the_same(scorer, odd_images):
     images = pd.Series([odd_images["jpeg"], odd_images["png"], odd_images["jpeg"], odd_images["jpeg"]])
     captions = pd.Series(["a cat", "a cat", "a dog", "a cat"])
     calls = {"images": 0, "texts": 0}
-    embed_images, embed_texts = scorer.encoder.embed_images, scorer.encoder.embed_texts
+    encoder = scorer.primary.encoder
+    embed_images, embed_texts = encoder.embed_images, encoder.embed_texts
 
     def count_images(pixels, finish=None):
         calls["images"] += len(pixels)
         return embed_images(pixels, finish)
 
-    def count_texts(input_ids, attention_mask):
-        calls["texts"] += len(input_ids)
-        return embed_texts(input_ids, attention_mask)
+    def count_texts(**inputs):
+        calls["texts"] += len(inputs["input_ids"])
+        return embed_texts(**inputs)
 
-    scorer.encoder.embed_images, scorer.encoder.embed_texts = count_images, count_texts
+    encoder.embed_images, encoder.embed_texts = count_images, count_texts
     out = scorer.score_frame(images, captions)
     assert calls == {"images": 2, "texts": 2}
     assert out["similarity"][0] == out["similarity"][3]
@@ -124,7 +126,7 @@ def test_model_cache_loads_each_key_once(tiny_model_dir):
 
     def factory(key):
         loads.append(key)
-        return load_clip(key)
+        return load_model(key)
 
     key = ModelKey(tiny_model_dir, None, "cpu", "fp32")
     MODEL_CACHE.clear()

@@ -10,16 +10,23 @@ the first visible GPU, else the CPU; see ``clipscore.model.resolve_device``.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pandas as pd
 
-from clipscore.config import ScoreConfig
+from clipscore.columns import STATUS_COLUMNS
+from clipscore.options import ScoringOptions
 
-# The core's three columns, plus what actually ran on this worker (resolved from ``auto``): the
-# device class (cpu/cuda) and precision, for provenance and the score fingerprint.
-RESULT_SCHEMA = "similarity float, score_band string, score_error string, score_device string, score_precision string"
+# Besides the core's columns, what actually ran on this worker (resolved from ``auto``): the device
+# class (cpu/cuda) and precision, for provenance and the score fingerprint.
 RUNTIME_COLUMNS = ("score_device", "score_precision")
+
+
+def result_schema(columns: Sequence[str]) -> str:
+    """The UDF's struct schema for the core's ``columns`` (scores are floats) plus the runtime columns."""
+    types = {c: "string" if c in STATUS_COLUMNS else "float" for c in columns}
+    types.update({c: "string" for c in RUNTIME_COLUMNS})
+    return ", ".join(f"`{c}` {t}" for c, t in types.items())
 
 
 def assigned_gpus() -> list[str]:
@@ -40,13 +47,22 @@ def reslice(batches: Iterator[tuple[pd.Series, pd.Series]], size: int) -> Iterat
             yield images.iloc[start : start + size], captions.iloc[start : start + size]
 
 
-def score_iterator(cfg: ScoreConfig, batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-    """What the UDF runs on the executor; plain Python, so tests can drive it without Spark."""
+def score_iterator(options: ScoringOptions, batches: Iterator[tuple[pd.Series, pd.Series]],
+                   columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+    """What the UDF runs on the executor; plain Python, so tests can drive it without Spark.
+
+    ``columns``: what the driver planned (``planned_columns``); the models loaded here must give
+    exactly those, or the task fails loudly (a model folder changed under the job).
+    """
     from clipscore.scorer import PairScorer
 
-    scorer = PairScorer.from_config(cfg, assigned_gpus())
-    device_class = scorer.bundle.key.device.split(":", 1)[0]
-    precision = scorer.bundle.key.precision
+    scorer = PairScorer.from_config(options, assigned_gpus())
+    cfg = scorer.cfg
+    if columns is not None and tuple(columns) != (*scorer.columns, *STATUS_COLUMNS):
+        raise RuntimeError(f"the driver planned columns {list(columns)} but the models loaded on this executor "
+                           f"give {[*scorer.columns, *STATUS_COLUMNS]}; did a model change during the job?")
+    device_class = str(scorer.device).split(":", 1)[0]
+    precision = scorer.precision
     try:
         for out in scorer.score_batches(reslice(batches, cfg.batch_size)):
             yield out.assign(score_device=device_class, score_precision=precision)
@@ -54,13 +70,22 @@ def score_iterator(cfg: ScoreConfig, batches: Iterator[tuple[pd.Series, pd.Serie
         scorer.close()
 
 
-def make_score_udf(cfg: ScoreConfig):
-    """A pandas UDF ``(image, caption) -> struct<similarity, score_band, score_error>`` for ``cfg``."""
+def make_score_udf(options: ScoringOptions, columns: Sequence[str] | None = None):
+    """A pandas UDF ``(image, caption) -> struct<score columns, score_band, score_error, runtime>``.
+
+    ``columns`` defaults to ``planned_columns(options)``, which checks every model on the driver.
+    Only the scoring options travel to the executors, never the job's.
+    """
     from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf(RESULT_SCHEMA)
+    from clipscore.columns import planned_columns
+
+    options = options.scoring
+    columns = tuple(columns) if columns is not None else planned_columns(options)
+
+    @pandas_udf(result_schema(columns))
     def clip_score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
-        yield from score_iterator(cfg, batches)
+        yield from score_iterator(options, batches, columns)
 
     # Non-deterministic: the optimiser must never duplicate or re-run an expensive model call.
     return clip_score.asNondeterministic()
