@@ -27,7 +27,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["clipscore", "clipscore.udfs", "clipscore.jobs", "clipscore.conf"],
+    packages=["clipscore", "clipscore.families", "clipscore.udfs", "clipscore.jobs", "clipscore.conf"],
     package_dir={
         "clipscore": "clipscore",
         "clipscore.udfs": "udfs",

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=320)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--sizes", default="640x480,1024x768")
+    parser.add_argument("--preprocess", default="exact", choices=["exact", "fast"])
     parser.add_argument("--work", default=str(REPO / "out" / "bench"))
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
@@ -46,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         build_random_siglip(siglip_dir, seed=0, image_size=224)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     df, _ = cached_dataset(args.pairs, sizes, 0, Path(args.work) / "data")
-    cfg = load_config(overrides={"device": "cpu", "precision": "fp32"})
+    cfg = load_config(overrides={"device": "cpu", "precision": "fp32", "preprocess": args.preprocess})
     load_before = load_avg()
     clip = run_host(cfg.replace(model=clip_dir), df, "cpu", args.repeats)
     siglip = run_host(cfg.replace(model=str(siglip_dir)), df, "cpu", args.repeats)
     both = run_host(cfg.replace(models=[f"clip={clip_dir}", f"siglip={siglip_dir}"]), df, "cpu", args.repeats)
     two_passes = clip["cpu_ms_per_pair"] + siglip["cpu_ms_per_pair"]
     result = {
-        "pairs": len(df), "cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": load_avg(),
+        "pairs": len(df), "preprocess": args.preprocess, "cores": os.cpu_count(), "load_avg_before": load_before, "load_avg_after": load_avg(),
         "models": {"clip": clip_label, "siglip": "SigLIP, 224x224 input, random weights (host side only)"},
         "one_model_cpu_ms_per_pair": {"clip": clip["cpu_ms_per_pair"], "siglip": siglip["cpu_ms_per_pair"]},
         "two_one_model_passes_cpu_ms_per_pair": round(two_passes, 3),
@@ -62,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         "by_step": {"clip": clip["cpu_ms_per_pair_by_step"], "siglip": siglip["cpu_ms_per_pair_by_step"],
                     "both": both["cpu_ms_per_pair_by_step"]},
     }
-    out = Path(args.results) / "two-models-host.json"
+    out = Path(args.results) / f"two-models-host-{args.preprocess}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"load average before {load_before}, after {result['load_avg_after']} ({result['cores']} cores)")
+    print(f"preprocess={args.preprocess}; load average before {load_before}, after {result['load_avg_after']} ({result['cores']} cores)")
     print(f"host CPU-ms per pair: clip alone {clip['cpu_ms_per_pair']:.2f}, siglip alone {siglip['cpu_ms_per_pair']:.2f}, "
           f"two passes {two_passes:.2f}")
     print(f"one two-model pass: {both['cpu_ms_per_pair']:.2f} CPU-ms per pair = "

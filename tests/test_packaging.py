@@ -17,7 +17,7 @@ def test_wheel_maps_generic_folders_under_clipscore(tmp_path):
     top_level = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top_level == {"clipscore"}
     for expected in ("clipscore/jobs/score.py", "clipscore/udfs/clip_udf.py", "clipscore/conf/default.yaml",
-                     "clipscore/scorer.py"):
+                     "clipscore/scorer.py", "clipscore/families/base.py", "clipscore/families/openclip.py"):
         assert expected in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "clipscore = clipscore.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -25,7 +25,8 @@ def test_wheel_maps_generic_folders_under_clipscore(tmp_path):
 
 def test_the_core_imports_no_spark():
     code = (
-        "import sys, clipscore.scorer, clipscore.image_loader, clipscore.bands, clipscore.random_model;"
+        "import sys, clipscore.scorer, clipscore.image_loader, clipscore.bands, clipscore.random_model,"
+        " clipscore.families.clip, clipscore.families.siglip, clipscore.families.openclip, clipscore.random_families;"
         "print([m for m in sys.modules if m.split('.')[0] == 'pyspark'])"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
