@@ -49,7 +49,38 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--keys", required=True, help="key column(s), comma separated, e.g. id or shard,id")
     merge.add_argument("--rescore-all", action="store_true",
                        help="score every source row, even those already scored with the same model and options")
+    train = sub.add_parser("train", help="train or fine-tune CLIP on a table and save a model folder")
+    train.add_argument("--input", required=True, help="table or path with image and caption columns (as for score)")
+    train.add_argument("--output", required=True, help="the model folder to write (safetensors, processor, card)")
+    train.add_argument("--init", help="CLIP folder or hub id to fine-tune, or a config folder (no weights) to train "
+                                      "from scratch")
+    for flag, kind in (("--epochs", int), ("--batch-size", int), ("--lr", float), ("--val-fraction", float),
+                       ("--num-processes", int)):
+        train.add_argument(flag, dest=flag[2:].replace("-", "_"), type=kind)
+    train.add_argument("--input-format", dest="input_format")
+    train.add_argument("--image-col", dest="image_col")
+    train.add_argument("--caption-col", dest="caption_col")
+    train.add_argument("--set", dest="set_args", action="append", default=[], metavar="KEY=VALUE",
+                       help="any TrainOptions field, e.g. --set use_gpu=true --set local_mode=false")
+    train.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
+    train.add_argument("--log-level", default="INFO")
     return parser
+
+
+def train_options_from_args(args: argparse.Namespace):
+    from clipscore.config import parse_set
+    from clipscore.training.options import TrainOptions
+
+    values = {k: getattr(args, k) for k in ("input", "output", "init", "epochs", "batch_size", "lr", "val_fraction",
+                                            "num_processes", "input_format", "image_col", "caption_col")
+              if getattr(args, k) is not None}
+    for item in args.set_args:
+        key, value = parse_set(item)
+        known = {f for f in TrainOptions.__dataclass_fields__}
+        if key not in known:
+            raise ConfigError(f"Unknown train option '{key}'. Known: {', '.join(sorted(known))}.")
+        values[key] = value
+    return TrainOptions(**values)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -72,16 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "urllib3", "httpx", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command == "train":
+            return _train(args)
         cfg = config_from_args(args)
         from clipscore.columns import planned_columns
         from clipscore.jobs.tables import check_names
 
         check_names(cfg)  # names and models fail before any Spark start-up cost
         planned_columns(cfg)
-        from clipscore.jobs.session import get_or_create_session
+        from clipscore.jobs.session import job_session
 
-        spark, owned = get_or_create_session(f"clipscore-{args.command}", args.master)
-        try:
+        with job_session(f"clipscore-{args.command}", args.master) as spark:
             if args.command == "score":
                 from clipscore.jobs.score import run_score
 
@@ -90,12 +122,21 @@ def main(argv: list[str] | None = None) -> int:
                 from clipscore.jobs.merge import run_merge
 
                 run_merge(spark, cfg)
-        finally:
-            if owned:
-                spark.stop()
     except ConfigError as exc:
         print(f"clipscore: configuration error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    options = train_options_from_args(args)
+    from clipscore.jobs.session import job_session
+    from clipscore.jobs.train import check_init, run_train
+
+    if options.init:
+        check_init(options.init)  # before any Spark start-up cost
+    with job_session("clipscore-train", args.master) as spark:
+        run_train(spark, options)
     return 0
 
 

@@ -125,7 +125,7 @@ def load_config(
         _layer(values, _read_yaml(Path(conf_path)))
     _layer(values, {k: v for k, v in (overrides or {}).items() if v is not None})
     for item in set_args or []:
-        _layer(values, dict([_parse_set(item)]))
+        _layer(values, dict([parse_set(item)]))
     return config_from_mapping(values)
 
 
@@ -168,7 +168,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _parse_set(item: str) -> tuple[str, Any]:
+def parse_set(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"--set expects key=value, got '{item}'. Example: --set batch_size=32")
     key, raw = item.split("=", 1)

@@ -31,3 +31,37 @@ def lowest_scoring(spark: SparkSession, cfg: ScoreConfig, table: str, n: int = 2
     keep = [c for c in scored.columns if c in (cfg.image_col, cfg.caption_col, "similarity", "score_band", "score_error")]
     lowest = scored.filter(F.col("similarity").isNotNull()).orderBy(F.col("similarity").asc()).limit(n)
     return lowest.select(*[col(c) for c in keep]).toPandas()
+
+
+def bands_by(spark: SparkSession, table: str, column: str, fmt: str = "delta") -> pd.DataFrame:
+    """Rows per band (columns, in band order) for each value of ``column`` (rows): a crosstab, as pandas."""
+    scored = read_table(spark, table, fmt)
+    counts = scored.groupBy(col(column).alias(column), "score_band").count().toPandas()
+    table_ = counts.pivot_table(index=column, columns="score_band", values="count", fill_value=0, aggfunc="sum")
+    order = sorted((c for c in table_.columns if c != "error")) + (["error"] if "error" in table_.columns else [])
+    return table_[order].astype(int)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clipscore.jobs.explore TABLE [--by COLUMN]``: rows per band, optionally split by a column."""
+    import argparse
+
+    from clipscore.jobs.session import job_session
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("table")
+    parser.add_argument("--by", help="a column to split the counts by (e.g. kind)")
+    parser.add_argument("--format", default="delta", choices=["delta", "parquet"])
+    parser.add_argument("--master", default="local[2]")
+    args = parser.parse_args(argv)
+    with job_session("clipscore-explore", args.master) as spark:
+        if args.by:
+            with pd.option_context("display.width", 200, "display.max_columns", 20):
+                print(bands_by(spark, args.table, args.by, args.format).to_string())
+        else:
+            rows_per_band(spark, args.table, args.format).show(truncate=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -50,6 +50,17 @@ def get_or_create_session(app_name: str = "clipscore", master: str | None = None
 
 
 @contextmanager
+def job_session(app_name: str, master: str | None = None):
+    """A session for one command: the active one, else a new one that is stopped afterwards."""
+    spark, owned = get_or_create_session(app_name, master)
+    try:
+        yield spark
+    finally:
+        if owned:
+            spark.stop()
+
+
+@contextmanager
 def session_conf(spark: SparkSession, settings: dict[str, str], optional: tuple[str, ...] = ()):
     """Set session options for one block and put the previous values back afterwards.
 

@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from clipscore.synthetic import csv_field  # one CSV quoting rule for both samples
+
 log = logging.getLogger("make_sample_data")
 
 MAX_SIDE = 512
@@ -187,15 +189,6 @@ def write_images(images_dir: Path) -> None:
     (images_dir / NOT_AN_IMAGE).write_text("This is a text file, not a JPEG image.\n")
     (images_dir / EMPTY).write_bytes(b"")
     log.info("wrote broken files %s, %s, %s", TRUNCATED, NOT_AN_IMAGE, EMPTY)
-
-
-def csv_field(value: str | None) -> str:
-    """Quote when needed; None becomes an empty unquoted field, "" becomes ``""``."""
-    if value is None:
-        return ""
-    if value == "" or value != value.strip() or any(c in value for c in ',"\r\n'):
-        return '"' + value.replace('"', '""') + '"'
-    return value
 
 
 def build_rows() -> list[Row]:
