@@ -9,7 +9,12 @@ VENV ?= $(HOME)/.cache/clipscore/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.clipscore-installed
 SHARED ?= ../shared/models
-DEMO_MODEL ?= out/models/clip-vit-b-32-random
+# The demo: the small CLIP we ship (trained here by `make shapes-model`: models/clipscore-shapes/TRAINING.md)
+# on the synthetic shapes sample, so its scores mean something offline. Photos with a hub model:
+#   make demo DEMO_MODEL=openai/clip-vit-base-patch32 DEMO_DATA=data/sample DEMO_SET=
+DEMO_MODEL ?= models/clipscore-shapes
+DEMO_DATA ?= data/shapes
+DEMO_SET ?= --set band_edges=[0.2,0.4,0.6,0.8]
 DEMO_OUT ?= out/demo_scores
 
 export PYSPARK_PYTHON := $(PY)
@@ -17,7 +22,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench bench-scale clean-env print-venv
+.PHONY: setup demo test bench bench-scale shapes-model clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -30,8 +35,8 @@ $(STAMP):
 setup: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 
-# A random-weight ViT-B/32 (the real architecture; no pretrained weights can be downloaded here).
-# With hub access, run `make demo DEMO_MODEL=openai/clip-vit-base-patch32` for meaningful scores.
+# A random-weight ViT-B/32 (the real architecture; no pretrained weights can be downloaded here), for
+# the benchmarks: speed does not depend on the weights.
 out/models/clip-vit-b-32-random: | setup
 	if [ -d $(SHARED)/clip-vit-b-32-config ]; then \
 	  $(PY) -m clipscore.random_model --config $(SHARED)/clip-vit-b-32-config --out $@; \
@@ -40,9 +45,19 @@ out/models/clip-vit-b-32-random: | setup
 	fi
 
 demo: setup $(if $(filter out/%,$(DEMO_MODEL)),$(DEMO_MODEL))
-	$(VENV)/bin/clipscore score --input data/sample/pairs.csv --output $(DEMO_OUT) --mode overwrite \
-	  --model $(DEMO_MODEL) --set image_base_path=$(CURDIR)/data/sample --master "local[2]"
-	@echo "scored table: $(DEMO_OUT) (Delta, partitioned by score_band)"; ls $(DEMO_OUT)
+	$(VENV)/bin/clipscore score --input $(DEMO_DATA)/pairs.csv --output $(DEMO_OUT) --mode overwrite \
+	  --model $(DEMO_MODEL) --set image_base_path=$(CURDIR)/$(DEMO_DATA) $(DEMO_SET) --master "local[2]"
+	@echo "scored table: $(DEMO_OUT) (Delta, partitioned by score_band); rows per band by kind:"
+	$(PY) -m clipscore.jobs.explore $(DEMO_OUT) --by kind
+
+# Rebuild the shipped model from its recipe (about 5 min on 2 cores): synthetic data, an untrained
+# config, `clipscore train`. Writes out/train/clipscore-shapes; copy it over models/ to ship it.
+shapes-model: setup
+	$(PY) -m clipscore.training.recipe --out out/train/init
+	[ -f out/train/shapes.parquet ] || $(PY) -m clipscore.synthetic table --out out/train/shapes.parquet --n 20000 --seed 1
+	rm -rf out/train/clipscore-shapes out/train/clipscore-shapes.clipscore-train
+	$(VENV)/bin/clipscore train --input out/train/shapes.parquet --init out/train/init \
+	  --output out/train/clipscore-shapes --epochs 6 --batch-size 128 --lr 1e-3 --master "local[2]"
 
 test: setup
 	$(PY) -m pytest -q tests

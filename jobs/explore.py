@@ -36,6 +36,8 @@ def lowest_scoring(spark: SparkSession, cfg: ScoreConfig, table: str, n: int = 2
 def bands_by(spark: SparkSession, table: str, column: str, fmt: str = "delta") -> pd.DataFrame:
     """Rows per band (columns, in band order) for each value of ``column`` (rows): a crosstab, as pandas."""
     scored = read_table(spark, table, fmt)
+    if column not in scored.columns:
+        raise ValueError(f"'{column}' is not a column of {table}; columns: {', '.join(scored.columns)}")
     counts = scored.groupBy(col(column).alias(column), "score_band").count().toPandas()
     table_ = counts.pivot_table(index=column, columns="score_band", values="count", fill_value=0, aggfunc="sum")
     order = sorted((c for c in table_.columns if c != "error")) + (["error"] if "error" in table_.columns else [])
@@ -55,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[2]")
     args = parser.parse_args(argv)
     with job_session("clipscore-explore", args.master) as spark:
-        if args.by:
+        if args.by and args.by in read_table(spark, args.table, args.format).columns:
             with pd.option_context("display.width", 200, "display.max_columns", 20):
                 print(bands_by(spark, args.table, args.by, args.format).to_string())
-        else:
+        else:  # the photo sample has no `kind` column: plain rows per band
             rows_per_band(spark, args.table, args.format).show(truncate=False)
     return 0
 

@@ -45,8 +45,9 @@ def shapes(tmp_path_factory, bad_images) -> tuple[str, pd.DataFrame]:
 
 
 def _options(shapes, init_dir, out: Path, **changes) -> TrainOptions:
-    return TrainOptions(input=shapes[0], output=str(out), init=init_dir, epochs=3, batch_size=32, lr=3e-3,
-                        val_fraction=0.2, checkpoint_every=4, seed=0, **changes)
+    values = dict(input=shapes[0], output=str(out), init=init_dir, epochs=3, batch_size=32, lr=3e-3,
+                  val_fraction=0.2, checkpoint_every=4, seed=0)
+    return TrainOptions(**{**values, **changes})
 
 
 def test_training_lowers_the_loss_counts_bad_rows_and_round_trips_through_score(spark, shapes, init_dir, tmp_path):
