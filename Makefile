@@ -11,18 +11,20 @@ STAMP := $(VENV)/.clipscore-installed
 SHARED ?= ../shared/models
 # The demo: the small CLIP we ship (trained here by `make shapes-model`: models/clipscore-shapes/TRAINING.md)
 # on the synthetic shapes sample, so its scores mean something offline. Photos with a hub model:
-#   make demo DEMO_MODEL=openai/clip-vit-base-patch32 DEMO_DATA=data/sample DEMO_SET=
+#   make demo DEMO_MODEL=openai/clip-vit-base-patch32 DEMO_DATA=data/sample DEMO_SET= DEMO_BY=
 DEMO_MODEL ?= models/clipscore-shapes
 DEMO_DATA ?= data/shapes
 DEMO_SET ?= --set band_edges=[0.2,0.4,0.6,0.8]
+DEMO_BY ?= kind
 DEMO_OUT ?= out/demo_scores
+DEMO_REPORT ?= out/demo_report.html
 
 export PYSPARK_PYTHON := $(PY)
 export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench bench-scale shapes-model clean-env print-venv
+.PHONY: setup demo test check-report bench bench-scale shapes-model clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -47,8 +49,16 @@ out/models/clip-vit-b-32-random: | setup
 demo: setup $(if $(filter out/%,$(DEMO_MODEL)),$(DEMO_MODEL))
 	$(VENV)/bin/clipscore score --input $(DEMO_DATA)/pairs.csv --output $(DEMO_OUT) --mode overwrite \
 	  --model $(DEMO_MODEL) --set image_base_path=$(CURDIR)/$(DEMO_DATA) $(DEMO_SET) --master "local[2]"
-	@echo "scored table: $(DEMO_OUT) (Delta, partitioned by score_band); rows per band by kind:"
-	$(PY) -m clipscore.jobs.explore $(DEMO_OUT) --by kind
+	@echo "scored table: $(DEMO_OUT) (Delta, partitioned by score_band); rows per band by $(or $(DEMO_BY),band):"
+	$(PY) -m clipscore.jobs.explore $(DEMO_OUT) $(if $(DEMO_BY),--by $(DEMO_BY))
+	$(VENV)/bin/clipscore report --input $(DEMO_OUT) --output $(DEMO_REPORT) --figures out/demo_figures \
+	  --image-base-path $(CURDIR)/$(DEMO_DATA) $(if $(DEMO_BY),--category-col $(DEMO_BY)) --sample 24 --master "local[2]"
+	@echo "report: $(DEMO_REPORT) (figures as PNG in out/demo_figures)"
+
+# The demo's report rendered in headless Chromium (Debian: apt-get install chromium): a screenshot in
+# out/, and a failure if any image did not load.
+check-report: demo
+	$(PY) scripts/check_report.py $(DEMO_REPORT) --screenshot out/demo_report.png
 
 # Rebuild the shipped model from its recipe (about 5 min on 2 cores): synthetic data, an untrained
 # config, `clipscore train`. Writes out/train/clipscore-shapes; copy it over models/ to ship it.

@@ -27,14 +27,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["clipscore", "clipscore.families", "clipscore.udfs", "clipscore.jobs", "clipscore.conf"],
+    packages=["clipscore", "clipscore.families", "clipscore.training", "clipscore.udfs", "clipscore.jobs", "clipscore.conf"],
     package_dir={
         "clipscore": "clipscore",
         "clipscore.udfs": "udfs",
         "clipscore.jobs": "jobs",
         "clipscore.conf": "conf",
     },
-    package_data={"clipscore.conf": ["*.yaml", "*.sh"]},
+    package_data={"clipscore.conf": ["*.yaml", "*.sh"], "clipscore": ["templates/*.html"]},
     include_package_data=False,
     # Ranges a cluster install needs; requirements.txt pins the exact versions we test.
     install_requires=[
@@ -49,6 +49,8 @@ setup(
         "sentencepiece>=0.2",  # SigLIP/SigLIP2 tokenizers (SentencePiece models)
         "pyyaml>=6.0",
         "requests>=2.31",
+        "matplotlib>=3.7",  # the curation report's figures
+        "jinja2>=3.1",  # the curation report's HTML template
     ],
     extras_require={
         # Spark and Delta are usually provided by the cluster (Databricks, EMR, Dataproc), so they are extras.

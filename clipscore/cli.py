@@ -64,7 +64,62 @@ def build_parser() -> argparse.ArgumentParser:
                        help="any TrainOptions field, e.g. --set use_gpu=true --set local_mode=false")
     train.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
     train.add_argument("--log-level", default="INFO")
+    keep = sub.add_parser("filter", help="keep the pairs above a score, or the top fraction (per group)")
+    keep.add_argument("--input", required=True, help="a scored table (path or catalog name)")
+    keep.add_argument("--output", required=True, help="where the kept rows go (path or catalog name)")
+    rule = keep.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--min-score", dest="min_score", type=float, help="keep rows scoring at least this")
+    rule.add_argument("--top-fraction", dest="top_fraction", type=float, help="keep this fraction of the scored rows")
+    keep.add_argument("--per", help="with --top-fraction: one cut per value of this column")
+    keep.add_argument("--score-col", dest="score_col", help="the score to cut (default similarity)")
+    keep.add_argument("--keep-column", dest="keep_column", action="store_true",
+                      help="write every row with a boolean `keep` column instead of only the kept rows")
+    keep.add_argument("--accuracy", type=int, help="percentile_approx accuracy (default 10000: rank error <= rows/10000)")
+    keep.add_argument("--input-format", dest="input_format")
+    keep.add_argument("--output-format", dest="output_format")
+    keep.add_argument("--mode", help="overwrite | append | error (default error)")
+    keep.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
+    keep.add_argument("--log-level", default="INFO")
+    report = sub.add_parser("report", help="a self-contained HTML report of a scored table")
+    report.add_argument("--input", required=True, help="a scored table (path or catalog name)")
+    report.add_argument("--output", default="report.html", help="the HTML file to write (default report.html)")
+    report.add_argument("--category-col", dest="category_col", help="a column to split the distributions by")
+    report.add_argument("--sample", type=int, help="rows re-embedded for the matrix and mislabels (default 48)")
+    report.add_argument("--figures", help="also write the figures as PNG files into this folder")
+    report.add_argument("--threshold", dest="thresholds", type=float, action="append",
+                        help="mark a threshold on the histogram (repeatable); the first centres the borderline grid")
+    for flag in ("--score-col", "--image-col", "--caption-col", "--image-base-path", "--model", "--input-format"):
+        report.add_argument(flag, dest=flag[2:].replace("-", "_"))
+    report.add_argument("--seed", type=int)
+    report.add_argument("--margin", type=float, help="how much another caption must win by to flag a row (0.02)")
+    report.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
+    report.add_argument("--log-level", default="INFO")
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    from clipscore.jobs.report import ReportOptions, run_report
+    from clipscore.jobs.session import job_session
+
+    names = ("input", "output", "category_col", "sample", "figures", "thresholds", "score_col", "image_col",
+             "caption_col", "image_base_path", "model", "input_format", "seed", "margin")
+    options = ReportOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    with job_session("clipscore-report", args.master) as spark:
+        run_report(spark, options)
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from clipscore.jobs.filter import FilterOptions, run_filter
+    from clipscore.jobs.session import job_session
+
+    names = ("input", "output", "min_score", "top_fraction", "per", "score_col", "accuracy", "input_format",
+             "output_format", "mode")
+    options = FilterOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None},
+                            keep_column=args.keep_column)
+    with job_session("clipscore-filter", args.master) as spark:
+        run_filter(spark, options)
+    return 0
 
 
 def train_options_from_args(args: argparse.Namespace):
@@ -105,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "filter":
+            return _filter(args)
+        if args.command == "report":
+            return _report(args)
         cfg = config_from_args(args)
         from clipscore.columns import planned_columns
         from clipscore.jobs.tables import check_names

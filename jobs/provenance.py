@@ -182,10 +182,15 @@ def record_provenance(spark: SparkSession, target: str, cfg: ScoreConfig, runtim
     wanted = provenance_properties(cfg, runtimes)
     if table_provenance(spark, target) == wanted:
         return
-    assignments = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in wanted.items())
-    spark.sql(f"ALTER TABLE {delta_identifier(target)} SET TBLPROPERTIES ({assignments})")
+    set_table_properties(spark, target, wanted)
     log.info("recorded provenance on %s: model=%s device=%s precision=%s", target, cfg.model,
              wanted["clipscore.device"], wanted["clipscore.precision"])
+
+
+def set_table_properties(spark: SparkSession, target: str, properties: dict[str, str]) -> None:
+    """``ALTER TABLE ... SET TBLPROPERTIES`` on a Delta path or catalog table (one commit)."""
+    assignments = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in properties.items())
+    spark.sql(f"ALTER TABLE {delta_identifier(target)} SET TBLPROPERTIES ({assignments})")
 
 
 def _sql_string(value: str) -> str:

@@ -1,7 +1,8 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Explore scores
-# MAGIC Rows per score band, and the lowest-scoring pairs with their images and captions.
+# MAGIC Rows per score band, the lowest-scoring pairs with their images and captions, and the full curation
+# MAGIC report (distribution, per-category plots, grids, the similarity matrix of a sample, likely mislabels).
 
 # COMMAND ----------
 
@@ -10,6 +11,7 @@ dbutils.widgets.text("image_col", "image", "Image column")
 dbutils.widgets.text("caption_col", "caption", "Caption column")
 dbutils.widgets.text("lowest", "20", "How many lowest-scoring pairs to show")
 dbutils.widgets.text("image_base_path", "", "Folder that relative image paths are relative to")
+dbutils.widgets.text("category_col", "", "Category column for the report (optional)")
 
 # COMMAND ----------
 
@@ -48,3 +50,17 @@ display(rows_per_band(spark, table))
 
 lowest = lowest_scoring(spark, cfg, table, int(dbutils.widgets.get("lowest")))
 displayHTML(pairs_html(lowest, cfg.image_col, cfg.caption_col, size=160, base_path=cfg.image_base_path))
+
+# COMMAND ----------
+
+# MAGIC %md ## Curation report
+# MAGIC Spark computes the aggregates; the sample is re-embedded with the model the table was scored with.
+
+# COMMAND ----------
+
+from clipscore.jobs.report import ReportOptions, run_report
+
+report = run_report(spark, ReportOptions(
+    input=table, output="/tmp/clipscore_report.html", image_col=cfg.image_col, caption_col=cfg.caption_col,
+    image_base_path=cfg.image_base_path, category_col=dbutils.widgets.get("category_col") or None))
+displayHTML(open(report["output"], encoding="utf-8").read())

@@ -1,0 +1,273 @@
+"""The curation report: one self-contained HTML file about a scored table (works offline).
+
+    clipscore report --input SCORED [--output report.html] [--category-col C] [--sample N] [--figures DIR]
+
+Spark computes every aggregate (counts, errors by reason, the score histogram, rows per band, per
+category statistics) and picks the few rows shown (lowest, highest, borderline, and a sample ordered by
+a seeded hash); only those rows reach the driver. The sample is re-embedded with the model the table
+was scored with (its provenance, or ``--model``) for the similarity matrix and the likely mislabels.
+Figures are drawn with matplotlib and embedded as data URIs with the thumbnails; the HTML comes from
+``clipscore/templates/report.html``. Nothing in the page refers to the network.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from clipscore import report_figures as figures
+from clipscore.coerce import ConfigError, coerce_fields
+from clipscore.jobs.filter import has_score
+from clipscore.jobs.tables import col, read_table, resolve_input_format
+
+log = logging.getLogger("clipscore")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    input: str | None = None
+    output: str = "report.html"
+    category_col: str | None = None
+    sample: int = 48  # rows re-embedded for the matrix and the mislabel search
+    figures: str | None = None  # also write the figures as PNG files here
+    score_col: str = "similarity"
+    image_col: str = "image"
+    caption_col: str = "caption"
+    image_base_path: str = ""
+    thresholds: tuple[float, ...] = ()  # marked on the histogram; the first one centres the borderline grid
+    grid: int = 12  # pairs per grid
+    bins: int = 50
+    margin: float = 0.02  # another caption must beat the row's own by more than this to count as a mislabel
+    seed: int = 0
+    model: str | None = None  # re-embed the sample with this model instead of the table's provenance
+    input_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        for key in ("sample", "grid", "bins"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"Option '{key}' must be at least 1; got {getattr(self, key)}.")
+        if not math.isfinite(self.margin) or self.margin < 0:
+            raise ConfigError(f"Option 'margin' must be 0 or more; got {self.margin}.")
+
+    def replace(self, **changes: Any) -> "ReportOptions":
+        return dataclasses.replace(self, **changes)
+
+
+# -------------------------------------------------------------------------------------------------
+# Aggregates (Spark)
+# -------------------------------------------------------------------------------------------------
+def summary(df: DataFrame, score: str) -> dict[str, Any]:
+    reason = F.substring_index(F.col("score_error"), ":", 1)
+    valid = F.when(has_score(score), col(score))
+    first = df.agg(F.count(F.lit(1)).alias("rows"), F.count(valid).alias("scored"),
+                   F.min(valid).alias("lo"), F.max(valid).alias("hi")).first()
+    reasons = []
+    if "score_error" in df.columns:
+        reasons = [(r["reason"], r["count"]) for r in
+                   df.filter(F.col("score_error").isNotNull()).groupBy(reason.alias("reason")).count()
+                   .orderBy(F.desc("count")).collect()]
+    return {"rows": first["rows"], "scored": first["scored"], "errors": first["rows"] - first["scored"],
+            "errors_by_reason": reasons, "lo": first["lo"], "hi": first["hi"]}
+
+
+def _bucket(score: str, lo: float, hi: float, bins: int):
+    width = (hi - lo) / bins if hi > lo else 1.0
+    return F.least(F.floor((col(score) - F.lit(lo)) / F.lit(width)).cast("int"), F.lit(bins - 1))
+
+
+def histogram(df: DataFrame, score: str, lo: float, hi: float, bins: int, by: str | None = None) -> pd.DataFrame:
+    """Rows per score bin (and per ``by`` value), computed by Spark."""
+    keys = [col(by).alias(by)] if by else []
+    rows = (df.filter(has_score(score)).groupBy(*keys, _bucket(score, lo, hi, bins).alias("bin")).count()
+            .toPandas())
+    width = (hi - lo) / bins if hi > lo else 1.0
+    rows["bin_lo"] = lo + rows["bin"] * width
+    rows["bin_hi"] = rows["bin_lo"] + width
+    return rows.rename(columns={"count": "rows"})
+
+
+def bands(df: DataFrame) -> list[tuple[str, int, float]]:
+    if "score_band" not in df.columns:
+        return []
+    rows = df.groupBy("score_band").count().collect()
+    total = sum(r["count"] for r in rows) or 1
+    ordered = sorted(rows, key=lambda r: (r["score_band"] == "error", r["score_band"] or ""))
+    return [(r["score_band"], r["count"], r["count"] / total) for r in ordered]
+
+
+def categories(df: DataFrame, score: str, category: str) -> list[dict[str, Any]]:
+    rows = (df.groupBy(col(category).alias("name")).agg(
+        F.count(F.lit(1)).alias("rows"), F.count(F.when(has_score(score), 1)).alias("scored"),
+        F.avg(F.when(has_score(score), col(score))).alias("mean"),
+        F.percentile_approx(F.when(has_score(score), col(score)), 0.5, 10_000).alias("median"))
+        .orderBy(F.desc("rows")).collect())
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    return [{"name": r["name"], "rows": r["rows"], "scored": r["scored"], "mean": fmt(r["mean"]),
+             "median": fmt(r["median"])} for r in rows]
+
+
+def pick_rows(df: DataFrame, options: ReportOptions, centre: float) -> dict[str, pd.DataFrame]:
+    """Lowest, highest and borderline (nearest ``centre``) scored rows, and the seeded sample."""
+    score = col(options.score_col)
+    keep = [c for c in (options.image_col, options.caption_col, options.score_col, options.category_col) if c]
+    scored = df.filter(has_score(options.score_col)).select(*[col(c).alias(c) for c in dict.fromkeys(keep)])
+    seeded = F.xxhash64(col(options.caption_col), F.lit(options.seed), score)
+    return {
+        "lowest": scored.orderBy(score.asc()).limit(options.grid).toPandas(),
+        "highest": scored.orderBy(score.desc()).limit(options.grid).toPandas(),
+        "borderline": scored.orderBy(F.abs(score - F.lit(centre)).asc()).limit(options.grid).toPandas(),
+        "sample": scored.orderBy(seeded).limit(options.sample).toPandas(),
+    }
+
+
+# -------------------------------------------------------------------------------------------------
+# Images and the sample's model
+# -------------------------------------------------------------------------------------------------
+def thumbnails(refs: list, options: ReportOptions, size: int = 160) -> list:
+    """PIL thumbnails of image cells (bytes, paths, URLs: the scorer's loader and limits), None if unreadable."""
+    from PIL import Image
+
+    from clipscore.image_loader import ImageLoader
+    from clipscore.options import ScoringOptions
+
+    loader = ImageLoader(ScoringOptions(image_base_path=options.image_base_path, device="cpu"))
+    try:
+        loaded = loader.load_many(refs)
+    finally:
+        loader.close()
+    out = []
+    for item in loaded:
+        if item.image is None:
+            out.append(None)
+            continue
+        image = Image.fromarray(item.image.permute(1, 2, 0).numpy())
+        image.thumbnail((size, size))
+        out.append(image)
+    return out
+
+
+def data_uri(png_or_image: Any) -> str | None:
+    if png_or_image is None:
+        return None
+    if isinstance(png_or_image, bytes):
+        return "data:image/png;base64," + base64.b64encode(png_or_image).decode("ascii")
+    buffer = io.BytesIO()
+    png_or_image.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def scoring_model(spark: SparkSession, options: ReportOptions, fmt: str) -> tuple[str | None, str | None, dict]:
+    """(model, revision, provenance shown) from ``--model`` or the table's ``clipscore.*`` properties."""
+    provenance: dict[str, str] = {}
+    if fmt == "delta":
+        from clipscore.jobs.provenance import table_provenance
+
+        provenance = table_provenance(spark, options.input)
+    if options.model:
+        return options.model, None, provenance
+    models = json.loads(provenance.get("clipscore.models", "[]") or "[]")
+    if models:
+        return models[0]["model"], models[0].get("revision"), provenance
+    return provenance.get("clipscore.model") or None, provenance.get("clipscore.model_revision") or None, provenance
+
+
+# -------------------------------------------------------------------------------------------------
+# The report
+# -------------------------------------------------------------------------------------------------
+def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
+    """Write the HTML report (and the PNG figures with ``figures``); returns what it found."""
+    if not options.input:
+        raise ConfigError("clipscore report needs --input: a scored table (path or catalog name).")
+    started = time.perf_counter()
+    fmt = resolve_input_format(spark, options.input, options.input_format)
+    df = read_table(spark, options.input, fmt)
+    needed = [options.score_col, options.image_col, options.caption_col, options.category_col]
+    missing = [c for c in needed if c and c not in df.columns]
+    if missing:
+        raise ConfigError(f"Column(s) {', '.join(missing)} not in {options.input}; columns: {', '.join(df.columns)}.")
+    model, revision, provenance = scoring_model(spark, options, fmt)
+    stats = summary(df, options.score_col)
+    lo, hi = (stats["lo"], stats["hi"]) if stats["scored"] else (0.0, 1.0)
+    hist = histogram(df, options.score_col, lo, hi, options.bins)
+    counts = np.zeros(options.bins)
+    counts[hist["bin"].to_numpy(int)] = hist["rows"].to_numpy()
+    edges = np.linspace(lo, hi if hi > lo else lo + 1, options.bins + 1)
+    band_edges = json.loads(provenance.get("clipscore.band_edges", "[]") or "[]")
+    marks = {f"threshold {t:g}": t for t in options.thresholds}
+    centre = options.thresholds[0] if options.thresholds else float(np.median(np.repeat(edges[:-1], counts.astype(int)))
+                                                                       if counts.sum() else 0.0)
+    figs: dict[str, bytes] = {"histogram": figures.histogram(edges, counts, band_edges, marks, options.score_col)}
+    cats = []
+    if options.category_col:
+        cats = categories(df, options.score_col, options.category_col)
+        figs["per_category"] = figures.per_category(
+            histogram(df, options.score_col, lo, hi, options.bins, options.category_col), options.category_col,
+            options.score_col)
+    picked = pick_rows(df, options, centre)
+    grids = []
+    for key, title in (("lowest", "Lowest-scoring pairs"), ("highest", "Highest-scoring pairs"),
+                       ("borderline", f"Borderline pairs (nearest {centre:.3f})")):
+        rows = picked[key]
+        thumbs = thumbnails(rows[options.image_col].tolist(), options)
+        captions, scores = rows[options.caption_col].tolist(), rows[options.score_col].astype(float).tolist()
+        figs[f"grid_{key}"] = figures.grid(thumbs, captions, scores, title)
+        grids.append({"id": key, "title": title, "pairs": [
+            {"thumb": data_uri(t), "caption": c, "score": s} for t, c, s in zip(thumbs, captions, scores)]})
+    mislabels, sample_note = [], "no model recorded for this table: pass --model to re-embed the sample"
+    if model is not None and len(picked["sample"]) >= 2:
+        from clipscore.options import ScoringOptions
+        from clipscore.report_sample import likely_mislabels, similarity_matrix
+
+        scoring = ScoringOptions(model=model, model_revision=revision, device="auto",
+                                 image_base_path=options.image_base_path)
+        matrix = similarity_matrix(picked["sample"], scoring, options.image_col, options.caption_col)
+        figs["matrix"] = figures.matrix(matrix.matrix, matrix.rows[options.caption_col].tolist())
+        found = likely_mislabels(matrix, options.caption_col, options.margin)
+        thumbs = thumbnails(found[options.image_col].tolist(), options) if len(found) else []
+        mislabels = [{"thumb": data_uri(t), "caption": r[options.caption_col], "own": r["own_score"],
+                      "suggestion": r["suggested_caption"], "suggested": r["suggested_score"]}
+                     for t, (_, r) in zip(thumbs, found.iterrows())]
+        sample_note = (f"{len(matrix.rows)} rows sampled with seed {options.seed}, re-embedded with {model}; "
+                       "the diagonal is each row's own pair")
+    html = _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, bands(df),
+                   round(time.perf_counter() - started, 1))
+    Path(options.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    Path(options.output).expanduser().write_text(html, encoding="utf-8")
+    if options.figures:
+        folder = Path(options.figures).expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, png in figs.items():
+            (folder / f"{name}.png").write_bytes(png)
+    seconds = round(time.perf_counter() - started, 1)
+    log.info("wrote report %s in %.1f s (%d rows, %d likely mislabels in the sample)", options.output, seconds,
+             stats["rows"], len(mislabels))
+    return {"output": options.output, "seconds": seconds, "rows": stats["rows"], "mislabels": mislabels,
+            "figures": sorted(figs)}
+
+
+def _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, band_rows, seconds) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(loader=PackageLoader("clipscore", "templates"), autoescape=select_autoescape(["html"]))
+    shown = {k.removeprefix("clipscore."): v for k, v in provenance.items()
+             if k in ("clipscore.models", "clipscore.model", "clipscore.model_revision", "clipscore.precision",
+                      "clipscore.device", "clipscore.version", "clipscore.band_edges", "clipscore.band_column")}
+    return env.get_template("report.html").render(
+        source=options.input, generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        seconds=seconds, summary=stats, score_col=options.score_col, provenance=shown,
+        figures={k: data_uri(v) for k, v in figs.items()}, bands=band_rows, category_col=options.category_col,
+        categories=cats, grids=grids, mislabels=mislabels, margin=options.margin, sample_note=sample_note)
