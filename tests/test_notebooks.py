@@ -114,7 +114,8 @@ def test_explore_notebook_runs_on_a_scored_table(spark, odd_images, tmp_path):
         {"score_band": "b5_0.30_to_0.35", "rows": 1, "share": 0.25},
         {"score_band": "error", "rows": 1, "share": 0.25},
     ]
-    page = html_out[-1]
+    page, report = html_out
+    assert 'id="summary"' in report and 'id="lowest"' in report and 'id="mislabels"' in report  # the report, inline
     assert page.count("data:image/jpeg;base64,") == 2  # the two lowest scored pairs, as thumbnails
     assert "lower one" in page and "low one" in page and "bold" not in page
     assert page.index("lower one") < page.index("low one")  # lowest first
