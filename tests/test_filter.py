@@ -88,3 +88,16 @@ def test_missing_column_fails_before_writing(spark, scored_table, tmp_path):
         run_filter(spark, FilterOptions(input=scored_table[0], output=str(tmp_path / "o"), top_fraction=0.3,
                                         per="category"))
     assert not (tmp_path / "o").exists()
+
+
+def test_filter_from_the_command_line(spark, scored_table, tmp_path):
+    from clipscore.cli import main
+
+    path, df = scored_table
+    out = str(tmp_path / "cli_top")
+    assert main(["filter", "--input", path, "--output", out, "--top-fraction", "0.5", "--per", "source"]) == 0
+    kept = spark.read.format("delta").load(out).count()
+    assert abs(kept - 0.5 * df.similarity.notna().sum()) <= 3 * (len(df) / 10_000 + 1)
+    with pytest.raises(SystemExit) as refused:  # one rule or the other, never both
+        main(["filter", "--input", path, "--output", out, "--min-score", "0.3", "--top-fraction", "0.5"])
+    assert refused.value.code == 2

@@ -80,3 +80,13 @@ def test_report_without_a_recorded_model_still_renders(spark, scored, tmp_path):
     run_report(spark, ReportOptions(input=plain, output=str(tmp_path / "r.html"), sample=8))
     html = (tmp_path / "r.html").read_text()
     assert "pass --model to re-embed the sample" in html and 'id="lowest"' in html
+
+
+def test_report_from_the_command_line(scored, tmp_path):
+    from clipscore.cli import main
+
+    html = tmp_path / "cli.html"
+    assert main(["report", "--input", scored[0], "--output", str(html), "--category-col", "shape", "--sample", "6",
+                 "--threshold", "0.5", "--figures", str(tmp_path / "figs")]) == 0
+    assert 'id="categories"' in html.read_text() and (tmp_path / "figs" / "matrix.png").is_file()
+    assert main(["report", "--input", scored[0], "--output", str(html), "--category-col", "nope"]) == 2
