@@ -125,7 +125,9 @@ def pick_rows(df: DataFrame, options: ReportOptions, centre: float) -> dict[str,
     score = col(options.score_col)
     keep = [c for c in (options.image_col, options.caption_col, options.score_col, options.category_col) if c]
     scored = df.filter(has_score(options.score_col)).select(*[col(c).alias(c) for c in dict.fromkeys(keep)])
-    seeded = F.xxhash64(col(options.caption_col), F.lit(options.seed), score)
+    # rand(seed) rather than a hash of the row: duplicated rows (common in crawled data) would hash
+    # alike and crowd the sample; rand is fixed for a given seed and table layout.
+    seeded = F.rand(options.seed)
     return {
         "lowest": scored.orderBy(score.asc()).limit(options.grid).toPandas(),
         "highest": scored.orderBy(score.desc()).limit(options.grid).toPandas(),
