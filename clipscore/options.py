@@ -21,6 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 PREPROCESS_MODES = ("exact", "fast")
 BAND_COLUMNS = ("similarity", "probability")
+EMBEDDING_DTYPES = ("float16", "float32")
 _NEVER_DECODE = ("EPS", "PS", "PDF")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -137,6 +138,10 @@ class ScoringOptions:
     preprocess: str = "exact"
     # JPEGs decoded (nvJPEG) and resized on the model's GPU; pixels differ slightly. Off by default.
     gpu_decode: bool = False
+    # Also write each scored row's unit-length image and text embeddings (from the same forward pass),
+    # as little-endian binary of embedding_dtype values: float16 (2 bytes per dimension) or float32.
+    write_embeddings: bool = False
+    embedding_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -196,6 +201,7 @@ def validate_scoring(opts: ScoringOptions) -> None:
     choice(opts, "precision", PRECISIONS)
     choice(opts, "preprocess", PREPROCESS_MODES)
     choice(opts, "band_column", BAND_COLUMNS)
+    choice(opts, "embedding_dtype", EMBEDDING_DTYPES)
     if opts.precision == "int8" and opts.device == "cuda":
         raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
     if opts.precision == "int8" and importlib.util.find_spec("torchao") is None:

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from clipscore.bands import assign_bands
-from clipscore.columns import PRIMARY_COLUMNS, STATUS_COLUMNS, score_columns
+from clipscore.columns import EMBEDDING_COLUMNS, PRIMARY_COLUMNS, STATUS_COLUMNS, column_type, score_columns
 from clipscore.encode import Encoder, cosine_rows
 from clipscore.errors import row_error
 from clipscore.families.base import ImageInput, ScoringModel, Tokenizer
@@ -112,7 +112,8 @@ class PairScorer:
                               model.tokenizer(options.max_caption_chars), Encoder(model, options.batch_size))
                      for spec, model in zip(options.models, models)]
         self.device = models[0].device
-        self.columns = score_columns([(r.spec.name, r.model.has_probability) for r in self.runs])
+        self.columns = score_columns([(r.spec.name, r.model.has_probability) for r in self.runs],
+                                     options.write_embeddings)
         if options.band_column not in self.columns:
             raise RuntimeError(f"band_column={options.band_column} but the primary model "
                                f"{options.primary.model} ({models[0].family}) gives only {', '.join(self.columns)}")
@@ -289,8 +290,9 @@ class PairScorer:
                 pixels = pixels[torch.from_numpy(used_images)]
             image_embeds = run.encoder.embed_images(pixels, run.preprocess.finish)
             text_embeds = run.encoder.embed_texts(**text_inputs)
-            cos = cosine_rows(image_embeds, text_embeds, torch.from_numpy(remap[prepared.image_index[scorable]]),
-                              torch.from_numpy(prepared.text_index[scorable]))
+            image_rows = torch.from_numpy(remap[prepared.image_index[scorable]])
+            text_rows = torch.from_numpy(prepared.text_index[scorable])
+            cos = cosine_rows(image_embeds, text_embeds, image_rows, text_rows)
             similarity[scorable] = cos.numpy().astype(np.float32)
             if probability is not None:
                 probability[scorable] = run.model.probability(cos).numpy().astype(np.float32)
@@ -304,7 +306,26 @@ class PairScorer:
             similarity[invalid] = np.nan
             if probability is not None:
                 probability[invalid] = np.nan
-        return {"similarity": similarity} if probability is None else {"similarity": similarity, "probability": probability}
+        out = {"similarity": similarity} if probability is None else {"similarity": similarity, "probability": probability}
+        if self.cfg.write_embeddings:
+            out.update(self._embedding_cells(prepared.n_rows, scorable, similarity,
+                                             *((image_embeds, text_embeds, image_rows, text_rows) if len(scorable) else ())))
+        return out
+
+    def _embedding_cells(self, n: int, scorable: np.ndarray, similarity: np.ndarray, *embeds) -> dict:
+        """Each scored row's unit-length embeddings as little-endian ``embedding_dtype`` bytes (None elsewhere)."""
+        cells = {"image_embedding": np.full(n, None, dtype=object), "text_embedding": np.full(n, None, dtype=object)}
+        if not embeds:
+            return cells
+        image_embeds, text_embeds, image_rows, text_rows = embeds
+        dtype = np.dtype(self.cfg.embedding_dtype).newbyteorder("<")
+        images = image_embeds.index_select(0, image_rows.to(image_embeds.device)).cpu().numpy().astype(dtype)
+        texts = text_embeds.index_select(0, text_rows.to(text_embeds.device)).cpu().numpy().astype(dtype)
+        for i, row in enumerate(scorable):
+            if np.isfinite(similarity[row]):
+                cells["image_embedding"][row] = images[i].tobytes()
+                cells["text_embedding"][row] = texts[i].tobytes()
+        return cells
 
     def assemble(self, prepared: PreparedBatch, scores: dict[str, np.ndarray]) -> pd.DataFrame:
         """The output frame for one batch: score columns (NaN where not scored), bands, reasons.
@@ -312,9 +333,12 @@ class PairScorer:
         ``scores`` maps each model's column (``similarity_<name>``, ``probability_<name>``) to its
         values; the primary's are also the plain ``similarity``/``probability`` columns.
         """
-        primary = self.primary.spec.name
-        out = pd.DataFrame({column: pd.Series(scores[column if column not in PRIMARY_COLUMNS else f"{column}_{primary}"],
-                                              dtype="float32") for column in self.columns})
+        primary, single = self.primary.spec.name, len(self.runs) == 1
+        data = {}
+        for column in self.columns:
+            key = f"{column}_{primary}" if column in PRIMARY_COLUMNS or (single and column in EMBEDDING_COLUMNS) else column
+            data[column] = pd.Series(scores[key], dtype="float32" if column_type(column) == "float" else object)
+        out = pd.DataFrame(data)
         out["score_band"] = assign_bands(pd.Series(out[self.cfg.band_column]), self.cfg.band_edges)
         out["score_error"] = pd.Series(prepared.errors, dtype=object)
         if len(out) != prepared.n_rows:  # a code error, never a data error: fail loudly

@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import pandas as pd
 
-from clipscore.columns import STATUS_COLUMNS
+from clipscore.columns import STATUS_COLUMNS, column_type
 from clipscore.options import ScoringOptions
 
 # Besides the core's columns, what actually ran on this worker (resolved from ``auto``): the device
@@ -24,7 +24,7 @@ RUNTIME_COLUMNS = ("score_device", "score_precision")
 
 def result_schema(columns: Sequence[str]) -> str:
     """The UDF's struct schema for the core's ``columns`` (scores are floats) plus the runtime columns."""
-    types = {c: "string" if c in STATUS_COLUMNS else "float" for c in columns}
+    types = {c: column_type(c) for c in columns}
     types.update({c: "string" for c in RUNTIME_COLUMNS})
     return ", ".join(f"`{c}` {t}" for c, t in types.items())
 

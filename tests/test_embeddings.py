@@ -1,0 +1,66 @@
+"""``write_embeddings``: each scored row's embeddings from the same pass, stored compactly, agreeing with similarity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clipscore.columns import decode_embedding
+from clipscore.scorer import PairScorer
+from clipscore.synthetic import generate
+
+MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float16", 1e-3), ("float32", 1e-6)])
+def test_stored_embeddings_agree_with_similarity(tiny_cfg, dtype, tolerance):
+    df = generate(12, seed=4)
+    images = pd.Series([*df.image, None, b"broken"], dtype=object)
+    captions = pd.Series([*df.caption, "a red circle", "a red circle"])
+    scorer = PairScorer.from_config(tiny_cfg.replace(model=MODEL, write_embeddings=True, embedding_dtype=dtype))
+    try:
+        out = scorer.score_frame(images, captions)
+    finally:
+        scorer.close()
+    assert list(out.columns) == ["similarity", "image_embedding", "text_embedding", "score_band", "score_error"]
+    image = [decode_embedding(v, dtype) for v in out.image_embedding[:12]]
+    text = [decode_embedding(v, dtype) for v in out.text_embedding[:12]]
+    dots = np.array([float(i @ t) for i, t in zip(image, text)])
+    np.testing.assert_allclose(dots, out.similarity[:12], atol=tolerance, rtol=0)
+    assert all(abs(np.linalg.norm(v) - 1) < 10 * tolerance for v in image + text)
+    assert len(out.image_embedding[0]) == image[0].size * np.dtype(dtype).itemsize  # the documented storage
+    assert out.image_embedding[12:].isna().all() and out.text_embedding[12:].isna().all()  # no score, no embedding
+
+
+def test_several_models_store_one_pair_of_columns_each(tiny_cfg, tiny_model_dir):
+    df = generate(4, seed=5)
+    cfg = tiny_cfg.replace(models=[f"a={MODEL}", f"b={tiny_model_dir}"], write_embeddings=True)
+    scorer = PairScorer.from_config(cfg)
+    try:
+        out = scorer.score_frame(df.image, df.caption)
+    finally:
+        scorer.close()
+    assert [c for c in out.columns if "embedding" in c] == ["image_embedding_a", "text_embedding_a",
+                                                           "image_embedding_b", "text_embedding_b"]
+    for name in ("a", "b"):
+        dots = [float(decode_embedding(i) @ decode_embedding(t))
+                for i, t in zip(out[f"image_embedding_{name}"], out[f"text_embedding_{name}"])]
+        np.testing.assert_allclose(dots, out[f"similarity_{name}"], atol=1e-3)
+
+
+def test_spark_job_writes_binary_embedding_columns(spark, tmp_path, tiny_cfg):
+    from pyspark.sql import types as T
+
+    from clipscore.jobs.score import run_score
+
+    df = generate(10, seed=6)[["id", "image", "caption"]]
+    spark.createDataFrame(df).write.parquet(str(tmp_path / "src"))
+    run_score(spark, tiny_cfg.replace(model=MODEL, input=str(tmp_path / "src"), output=str(tmp_path / "out"),
+                                      write_embeddings=True))
+    table = spark.read.format("delta").load(str(tmp_path / "out"))
+    assert table.schema["image_embedding"].dataType == T.BinaryType()
+    rows = table.select("similarity", "image_embedding", "text_embedding").toPandas()
+    dots = [float(decode_embedding(i) @ decode_embedding(t)) for i, t in zip(rows.image_embedding, rows.text_embedding)]
+    np.testing.assert_allclose(dots, rows.similarity, atol=1e-3)
