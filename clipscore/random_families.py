@@ -91,6 +91,19 @@ def _set_logits(model: Any) -> None:
         model.logit_bias.fill_(-10.0)
 
 
+def _save_random(out: Path, model_class: Any, config: Any, processor: Any, seed: int, label: str) -> Path:
+    """A seeded random model of ``config`` with SigLIP's logit scale and bias, saved with its processor."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    _set_logits(model)
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    log.info("wrote random tiny %s to %s", label, out)
+    return out
+
+
 def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32) -> Path:
     """Write a tiny random ``SiglipModel`` with a ``SiglipProcessor`` to ``out``.
 
@@ -100,7 +113,6 @@ def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32) ->
     Load it back with ``SiglipModel.from_pretrained(out)`` and ``SiglipProcessor.from_pretrained(out)``
     (or ``AutoModel``/``AutoProcessor``).
     """
-    import torch
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
 
     out = Path(out)
@@ -117,13 +129,8 @@ def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32) ->
                          eos_token_id=1, bos_token_id=None),
         vision_config=dict(_TINY, image_size=image_size, patch_size=8),
     )
-    torch.manual_seed(seed)
-    model = SiglipModel(config).eval()
-    _set_logits(model)
-    model.save_pretrained(out, safe_serialization=True)
-    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
-    log.info("wrote random tiny SigLIP to %s", out)
-    return out
+    return _save_random(out, SiglipModel, config, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer),
+                        seed, "SigLIP")
 
 
 def build_random_siglip2(out: str | Path, seed: int = 0) -> Path:
@@ -140,7 +147,6 @@ def build_random_siglip2(out: str | Path, seed: int = 0) -> Path:
     Load it back with ``Siglip2Model.from_pretrained(out)`` and ``Siglip2Processor.from_pretrained(out)``
     (or ``AutoModel``/``AutoProcessor``).
     """
-    import torch
     from transformers import GemmaTokenizer, Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
 
     out = Path(out)
@@ -159,13 +165,8 @@ def build_random_siglip2(out: str | Path, seed: int = 0) -> Path:
                          eos_token_id=1, bos_token_id=2),
         vision_config=dict(_TINY, patch_size=16, num_patches=256),
     )
-    torch.manual_seed(seed)
-    model = Siglip2Model(config).eval()
-    _set_logits(model)
-    model.save_pretrained(out, safe_serialization=True)
-    Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
-    log.info("wrote random tiny SigLIP 2 to %s", out)
-    return out
+    return _save_random(out, Siglip2Model, config,
+                        Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer), seed, "SigLIP 2")
 
 
 def register_tiny_open_clip_arch(folder: str | Path) -> str:

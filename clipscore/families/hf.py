@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from clipscore.coerce import ConfigError
+from clipscore.families.base import ImageInput, ScoringModel, Tokenizer
 from clipscore.model import ModelKey, place, record_load
+from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,31 @@ def load_pretrained(key: ModelKey, model_class: Any) -> tuple[Any, Any, Any, Any
     log.info("loaded %s (%s) on %s (%s) in %.1fs", key.model, model_class.__name__, key.device, key.precision, seconds)
     record_load(key)
     return model, processor, dtype, autocast, seconds
+
+
+class TransformersModel(ScoringModel):
+    """What the transformers families share: loading, the processor's image steps, its tokenizer."""
+
+    model_class: ClassVar[str] = ""  # the transformers class, e.g. CLIPModel
+    padding: ClassVar[str] = "longest"  # how captions are padded: "longest", or "max_length" (fixed)
+
+    def __init__(self, key: ModelKey, model: Any, processor: Any, dtype: Any, autocast: Any, load_seconds: float):
+        super().__init__(key, model, dtype, autocast, load_seconds)
+        self.processor = processor
+        self.max_length = int(model.config.text_config.max_position_embeddings)
+
+    @classmethod
+    def load(cls, key: ModelKey) -> "TransformersModel":
+        import transformers
+
+        return cls(key, *load_pretrained(key, getattr(transformers, cls.model_class)))
+
+    def preprocessor(self, gpu_decode: bool = False) -> ImageInput:
+        return ImagePreprocessor(self.processor.image_processor, self.device if gpu_decode else None,
+                                 normalise_in_one=self.device.type == "cpu")
+
+    def tokenizer(self, max_chars: int) -> Tokenizer:
+        return CaptionTokenizer(self.processor.tokenizer, self.max_length, max_chars, padding=self.padding)
 
 
 def check_local_folder(folder: Path, name: str) -> None:

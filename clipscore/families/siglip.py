@@ -19,39 +19,24 @@ from typing import Any
 
 import torch
 
-from clipscore.families.base import ImageInput, ScoringModel, Tokenizer
-from clipscore.families.hf import load_pretrained
-from clipscore.model import ModelKey
-from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor
+from clipscore.families.base import ImageInput
+from clipscore.families.hf import TransformersModel
 
 
-class SiglipFamilyModel(ScoringModel):
+class SiglipFamilyModel(TransformersModel):
     family = "siglip"
     bucket_captions = False
+    model_class = "SiglipModel"
+    padding = "max_length"
 
-    def __init__(self, key: ModelKey, model, processor, dtype, autocast, load_seconds: float):
-        super().__init__(key, model, dtype, autocast, load_seconds)
-        self.processor = processor
-        self.max_length = int(model.config.text_config.max_position_embeddings)
-        self._scale = float(model.logit_scale.float().exp())
-        self._bias = float(model.logit_bias.float())
-
-    @classmethod
-    def load(cls, key: ModelKey) -> "SiglipFamilyModel":
-        from transformers import SiglipModel
-
-        return cls(key, *load_pretrained(key, SiglipModel))
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._scale = float(self.model.logit_scale.float().exp())
+        self._bias = float(self.model.logit_bias.float())
 
     @property
     def has_probability(self) -> bool:
         return True
-
-    def preprocessor(self, gpu_decode: bool = False) -> ImageInput:
-        return ImagePreprocessor(self.processor.image_processor, self.device if gpu_decode else None,
-                                 normalise_in_one=self.device.type == "cpu")
-
-    def tokenizer(self, max_chars: int) -> Tokenizer:
-        return CaptionTokenizer(self.processor.tokenizer, self.max_length, max_chars, padding="max_length")
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.vision_model(pixel_values=pixels.to(self.dtype)).pooler_output
@@ -65,12 +50,7 @@ class SiglipFamilyModel(ScoringModel):
 
 class Siglip2FamilyModel(SiglipFamilyModel):
     family = "siglip2"
-
-    @classmethod
-    def load(cls, key: ModelKey) -> "Siglip2FamilyModel":
-        from transformers import Siglip2Model
-
-        return cls(key, *load_pretrained(key, Siglip2Model))
+    model_class = "Siglip2Model"
 
     def preprocessor(self, gpu_decode: bool = False) -> ImageInput:
         return PatchPreprocessor(self.processor.image_processor)
