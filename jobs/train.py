@@ -59,9 +59,9 @@ def check_init(init: str) -> None:
     """Fail fast unless ``init`` is a CLIP checkpoint, or a CLIP config folder with its processor."""
     from clipscore.families import family_of
     from clipscore.families.hf import check_processor
+    from clipscore.training.loop import is_config_only
 
-    local = Path(init).expanduser()
-    if local.is_dir() and not any(local.glob("*.safetensors")):  # a config to train from scratch
+    if is_config_only(init):  # a config to train from scratch
         try:
             from transformers import AutoConfig, CLIPProcessor
 

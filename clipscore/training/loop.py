@@ -34,12 +34,18 @@ log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
+def is_config_only(init: str) -> bool:
+    """A local folder without weights: train from its config. Anything else (weights, a hub id) fine-tunes."""
+    local = Path(init).expanduser()
+    return local.is_dir() and not any(local.glob("*.safetensors"))
+
+
 def load_trainable(init: str, seed: int):
     """(CLIPModel, CLIPProcessor) from ``init``: its weights when it has them, else its config, seeded."""
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
     processor = CLIPProcessor.from_pretrained(init)
-    if any(Path(init).glob("*.safetensors")):
+    if not is_config_only(init):
         model = CLIPModel.from_pretrained(init, use_safetensors=True)
     else:
         torch.manual_seed(seed)
