@@ -50,6 +50,7 @@ setup(
         "pyyaml>=6.0",
         "requests>=2.31",
         "matplotlib>=3.7",  # the curation report's figures
+        "faiss-cpu>=1.8",  # near-duplicate clustering (clipscore dedup)
         "jinja2>=3.1",  # the curation report's HTML template
     ],
     extras_require={

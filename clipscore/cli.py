@@ -94,7 +94,83 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--margin", type=float, help="how much another caption must win by to flag a row (0.02)")
     report.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
     report.add_argument("--log-level", default="INFO")
+    _search_parser(sub)
+    _suggest_parser(sub)
     return parser
+
+
+def _job_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-format", dest="input_format")
+    parser.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def _search_parser(sub) -> None:
+    search = sub.add_parser("search", help="the rows nearest a text or an image, by the table's stored embeddings")
+    search.add_argument("--input", required=True, help="a table scored with --set write_embeddings=true")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="a text query (searches images by default)")
+    query.add_argument("--image", help="an image path or http(s) URL (searches captions by default)")
+    search.add_argument("--k", type=int, help="how many rows (default 20)")
+    search.add_argument("--against", choices=("image", "text"),
+                        help="search the image or the caption embeddings (default: the other kind than the query)")
+    search.add_argument("--columns", help="comma-separated columns to return (default: all but binary ones)")
+    search.add_argument("--output", help="write the rows here (Delta or Parquet) instead of printing them")
+    search.add_argument("--output-format", dest="output_format")
+    search.add_argument("--mode", help="overwrite | append | error (default error)")
+    search.add_argument("--model", help="embed the query with this model (default: the table's, from its provenance)")
+    search.add_argument("--model-name", dest="model_name", help="whose embeddings, when several models wrote some")
+    search.add_argument("--image-base-path", dest="image_base_path", help="resolves a relative --image path")
+    search.add_argument("--device", help="where the query is embedded (default auto)")
+    _job_flags(search)
+
+
+def _suggest_parser(sub) -> None:
+    suggest = sub.add_parser("suggest", help="a better caption for low-scoring rows, from the table's own captions")
+    suggest.add_argument("--input", required=True, help="a table scored with --set write_embeddings=true")
+    suggest.add_argument("--below", required=True, type=float, help="rows scoring below this get a suggestion")
+    suggest.add_argument("--margin", type=float, help="how much the suggestion must beat the row's score by (0.02)")
+    suggest.add_argument("--candidates", type=int, help="distinct captions searched (default 200000; a seeded sample "
+                                                        "beyond)")
+    suggest.add_argument("--output", help="write the table with suggested_caption/suggested_similarity here")
+    suggest.add_argument("--output-format", dest="output_format")
+    suggest.add_argument("--mode", help="overwrite | append | error (default error)")
+    for flag in ("--score-col", "--caption-col", "--image-col", "--model-name"):
+        suggest.add_argument(flag, dest=flag[2:].replace("-", "_"))
+    suggest.add_argument("--show", type=int, help="suggestions printed (default 20)")
+    suggest.add_argument("--seed", type=int)
+    _job_flags(suggest)
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from clipscore.jobs.search import format_table
+    from clipscore.jobs.session import job_session
+    from clipscore.jobs.suggest import SuggestOptions, run_suggest
+
+    names = ("input", "below", "margin", "candidates", "output", "output_format", "mode", "score_col", "caption_col",
+             "image_col", "model_name", "show", "seed", "input_format")
+    options = SuggestOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    with job_session("clipscore-suggest", args.master) as spark:
+        summary = run_suggest(spark, options)
+    print(f"{summary['suggested']:,} of {summary['rows_below']:,} rows below {options.below:g} have a better caption "
+          f"among {summary['candidates']:,} candidates ({summary['distinct_captions']:,} distinct captions)")
+    if len(summary["best"]):
+        print(format_table(summary["best"]))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from clipscore.jobs.search import SearchOptions, format_table, run_search
+    from clipscore.jobs.session import job_session
+
+    names = ("input", "text", "image", "k", "against", "columns", "output", "output_format", "mode", "model",
+             "model_name", "image_base_path", "input_format", "device")
+    options = SearchOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    with job_session("clipscore-search", args.master) as spark:
+        found = run_search(spark, options)
+    if not options.output:
+        print(format_table(found) if len(found) else "(no rows with stored embeddings)")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -164,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             return _filter(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "search":
+            return _search(args)
+        if args.command == "suggest":
+            return _suggest(args)
         cfg = config_from_args(args)
         from clipscore.columns import planned_columns
         from clipscore.jobs.tables import check_names
