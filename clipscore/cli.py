@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--log-level", default="INFO")
     _search_parser(sub)
     _suggest_parser(sub)
+    _dedup_parser(sub)
     return parser
 
 
@@ -156,6 +157,42 @@ def _suggest(args: argparse.Namespace) -> int:
           f"among {summary['candidates']:,} candidates ({summary['distinct_captions']:,} distinct captions)")
     if len(summary["best"]):
         print(format_table(summary["best"]))
+    return 0
+
+
+def _dedup_parser(sub) -> None:
+    dedup = sub.add_parser("dedup", help="mark near-duplicate images (duplicate_of, duplicate_group_size)")
+    dedup.add_argument("--input", required=True, help="a table scored with --set write_embeddings=true")
+    dedup.add_argument("--threshold", required=True, type=float,
+                       help="cosine at or above which two embeddings are duplicates (e.g. 0.95)")
+    dedup.add_argument("--output", help="write the table with the dedup columns here (default: only print)")
+    dedup.add_argument("--output-format", dest="output_format")
+    dedup.add_argument("--mode", help="overwrite | append | error (default error)")
+    dedup.add_argument("--key", help="a unique row key (default: id, else a path/URL image column)")
+    dedup.add_argument("--kind", choices=("image", "text"), help="compare image (default) or caption embeddings")
+    for flag in ("--clusters", "--cluster-rows", "--sample", "--max-neighbours", "--show", "--seed"):
+        dedup.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int)
+    for flag in ("--score-col", "--image-col", "--caption-col", "--model-name"):
+        dedup.add_argument(flag, dest=flag[2:].replace("-", "_"))
+    _job_flags(dedup)
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    from clipscore.jobs.dedup import DedupOptions, run_dedup
+    from clipscore.jobs.search import format_table
+    from clipscore.jobs.session import job_session
+
+    names = ("input", "threshold", "output", "output_format", "mode", "key", "kind", "clusters", "cluster_rows",
+             "sample", "max_neighbours", "show", "seed", "score_col", "image_col", "caption_col", "model_name",
+             "input_format")
+    options = DedupOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    with job_session("clipscore-dedup", args.master) as spark:
+        summary = run_dedup(spark, options)
+    print(f"{summary['duplicates']:,} of {summary['rows_compared']:,} rows are near-duplicates (cosine >= "
+          f"{options.threshold:g}) of a kept row, in {summary['groups']:,} groups")
+    if len(summary["largest"]):
+        print("largest groups (the kept row):")
+        print(format_table(summary["largest"]))
     return 0
 
 
@@ -231,7 +268,7 @@ def config_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "urllib3", "httpx", "filelock"):
+    for noisy in ("py4j", "urllib3", "httpx", "filelock", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "train":
@@ -244,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             return _search(args)
         if args.command == "suggest":
             return _suggest(args)
+        if args.command == "dedup":
+            return _dedup(args)
         cfg = config_from_args(args)
         from clipscore.columns import planned_columns
         from clipscore.jobs.tables import check_names
