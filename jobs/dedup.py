@@ -115,8 +115,8 @@ def centroids_from_sample(slim: DataFrame, column: str, dtype: str, rows: int, o
     sample = slim.select(col(column)).sample(fraction=min(1.0, 1.2 * wanted / max(rows, 1)), seed=options.seed)
     cells = sample.limit(wanted).toPandas()[column].tolist()
     matrix, _ = decode_matrix(cells, dtype)
-    if len(matrix) < MIN_POINTS_PER_CENTROID * clusters:
-        clusters = max(1, len(matrix) // MIN_POINTS_PER_CENTROID)
+    if not options.clusters and len(matrix) < MIN_POINTS_PER_CENTROID * clusters:
+        clusters = max(1, len(matrix) // MIN_POINTS_PER_CENTROID)  # too few rows to train that many well
     return train_centroids(matrix, clusters, options.seed)
 
 

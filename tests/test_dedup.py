@@ -1,0 +1,160 @@
+"""Near-duplicates: the grouping core against brute force, then the Spark job on images scored by the shipped
+model, with planted copies (re-encoded, resized, slightly cropped) among images of distinct colours."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from clipscore.coerce import ConfigError
+from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_in_cluster, neighbour_edges, train_centroids
+from clipscore.synthetic import generate
+
+MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
+THRESHOLD = 0.97
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _components(matrix: np.ndarray, threshold: float) -> np.ndarray:
+    """Brute force: connected components of the graph of all pairs at or above the threshold."""
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components((matrix @ matrix.T) >= threshold, directed=False)[1]
+
+
+# -------------------------------------------------------------------------------------------------
+# Core
+# -------------------------------------------------------------------------------------------------
+def test_groups_equal_brute_force_components_and_keep_the_best_scored_row():
+    rng = np.random.default_rng(1)
+    base = _unit(rng.normal(size=(300, 32)))
+    copies = _unit(base[:40] + 0.02 * rng.normal(size=(40, 32)))
+    vectors = np.vstack([base, copies, base[:3], base[:3]])  # and bit-identical triples
+    keys = np.array([f"k{i:04d}" for i in range(len(vectors))], dtype=object)
+    scores = rng.uniform(size=len(vectors))
+    found = groups_in_cluster(vectors, keys, scores, threshold=0.95, block_elements=1000)  # many small blocks
+    label = _components(vectors, 0.95)
+    sizes = np.bincount(label)
+    expected = {k for k, lab in zip(keys, label) if sizes[lab] > 1}
+    assert set(found.key) == expected
+    by_key = found.set_index("key")
+    for group in set(label[sizes[label] > 1]):
+        members = np.flatnonzero(label == group)
+        best = keys[members[np.argmax(scores[members])]]
+        rows = by_key.loc[keys[members]]
+        assert (rows[GROUP_SIZE] == len(members)).all()
+        assert pd.isna(rows.loc[best, DUPLICATE_OF]) and (rows.drop(index=best)[DUPLICATE_OF] == best).all()
+    assert len(found) == sizes[sizes > 1].sum() and found[DUPLICATE_OF].notna().sum() == (sizes[sizes > 1] - 1).sum()
+
+
+def test_a_large_group_keeps_bounded_neighbours_and_stays_one_group():
+    rng = np.random.default_rng(2)
+    centre = _unit(rng.normal(size=(1, 16)))
+    group = _unit(centre + 0.01 * rng.normal(size=(500, 16)))  # 500 mutual near-duplicates
+    i, j = neighbour_edges(group, 0.95, max_neighbours=4)
+    assert np.bincount(i, minlength=500).max() <= 4  # 2,000 edges instead of 250,000
+    found = groups_in_cluster(group, np.arange(500), None, 0.95, max_neighbours=4)
+    assert len(found) == 500 and (found[GROUP_SIZE] == 500).all() and found[DUPLICATE_OF].isna().sum() == 1
+
+
+def test_clusters_keep_near_duplicates_together():
+    rng = np.random.default_rng(3)
+    base = _unit(rng.normal(size=(2000, 32)))
+    copies = _unit(base[:200] + 0.01 * rng.normal(size=(200, 32)))
+    centroids = train_centroids(np.vstack([base, copies]), 8, seed=0)
+    assert centroids.shape == (8, 32) and np.allclose(np.linalg.norm(centroids, axis=1), 1, atol=1e-4)
+    assert (assign(base[:200], centroids) == assign(copies, centroids)).mean() >= 0.9
+    assert train_centroids(base[:5], 1).shape == (1, 32)
+
+
+# -------------------------------------------------------------------------------------------------
+# The job on real images
+# -------------------------------------------------------------------------------------------------
+def _variant(png: bytes, how: str) -> bytes:
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    if how == "jpeg":
+        image.save(out, "JPEG", quality=90)
+    elif how == "resize":
+        image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.BICUBIC).save(out, "PNG")
+    else:  # a slight crop: one pixel off each side
+        image.crop((1, 1, image.width - 1, image.height - 1)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def planted(spark, tmp_path_factory, tiny_cfg):
+    """One image per colour (8 distinct images), three copies of each of the first four, a broken row."""
+    from clipscore.jobs.score import run_score
+
+    root = tmp_path_factory.mktemp("dedup")
+    pool = generate(80, seed=31, size=128)
+    distinct = pool.drop_duplicates("color").reset_index(drop=True)
+    rows = [(f"d{i}", r.image, r.caption, f"d{i}") for i, r in distinct.iterrows()]
+    for i in range(4):
+        for how in ("jpeg", "resize", "crop"):
+            rows.append((f"d{i}-{how}", _variant(distinct.image[i], how), distinct.caption[i], f"d{i}"))
+    rows.append(("broken", b"not an image", "a red circle", None))
+    table = pd.DataFrame(rows, columns=["id", "image", "caption", "original"])
+    table.to_parquet(root / "src.parquet")
+    run_score(spark, tiny_cfg.replace(model=MODEL, input=str(root / "src.parquet"), output=str(root / "scored"),
+                                      write_embeddings=True))
+    return str(root / "scored"), table
+
+
+@pytest.mark.parametrize("clusters", [1, 3])
+def test_dedup_finds_planted_copies_and_no_false_groups(spark, planted, tmp_path, clusters):
+    from clipscore.jobs.dedup import DedupOptions, run_dedup
+
+    path, table = planted
+    out = str(tmp_path / "deduped")
+    summary = run_dedup(spark, DedupOptions(input=path, threshold=THRESHOLD, output=out, clusters=clusters))
+    marked = spark.read.format("delta").load(out).toPandas().set_index("id")
+    assert len(marked) == len(table)  # every row kept
+    truth = table.set_index("id")
+    for i in range(8):
+        members = truth.index[truth.original == f"d{i}"]
+        group = marked.loc[members]
+        if i < 4:  # the original and its three copies: one group of four, one kept row
+            assert (group[GROUP_SIZE] == 4).all() and group[DUPLICATE_OF].isna().sum() == 1, group
+            kept = group.index[group[DUPLICATE_OF].isna()][0]
+            assert (group.drop(index=kept)[DUPLICATE_OF] == kept).all()
+            assert group.loc[kept, "similarity"] == group.similarity.max()  # the best-captioned copy is kept
+            assert (group.drop(index=kept).duplicate_similarity >= THRESHOLD).all()
+        else:  # distinct images: alone
+            assert (group[GROUP_SIZE] == 1).all() and group[DUPLICATE_OF].isna().all()
+    assert pd.isna(marked.loc["broken", GROUP_SIZE]) and pd.isna(marked.loc["broken", DUPLICATE_OF])  # not compared
+    assert summary["duplicates"] == 12 and summary["groups"] == 4 and summary["rows_compared"] == len(table) - 1
+    assert summary["largest"][GROUP_SIZE].tolist() == [4, 4, 4, 4] and summary["clusters"] == clusters
+    properties = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{out}`").collect()}
+    assert properties["clipscore.dedup.threshold"] == str(THRESHOLD) and properties["clipscore.dedup.key"] == "id"
+
+
+def test_dedup_refuses_a_repeated_key_and_a_bad_threshold(spark, planted, tmp_path):
+    from clipscore.jobs.dedup import DedupOptions, run_dedup
+
+    path, _ = planted
+    with pytest.raises(ConfigError, match="repeats values"):
+        run_dedup(spark, DedupOptions(input=path, threshold=0.9, key="caption"))
+    with pytest.raises(ConfigError, match="--key 'nope'"):
+        run_dedup(spark, DedupOptions(input=path, threshold=0.9, key="nope"))
+    for bad in (0, 1.5, float("nan"), None):
+        with pytest.raises(ConfigError, match="--threshold"):
+            DedupOptions(input=path, threshold=bad)
+
+
+def test_dedup_cli_prints_the_groups(spark, planted, capsys):
+    from clipscore.cli import main
+
+    path, _ = planted
+    assert main(["dedup", "--input", path, "--threshold", str(THRESHOLD)]) == 0
+    printed = capsys.readouterr().out
+    assert "12 of 20 rows are near-duplicates" in printed and "in 4 groups" in printed
+    assert main(["dedup", "--input", path, "--threshold", "2"]) == 2
