@@ -1,4 +1,4 @@
-"""Command line: ``clipscore score`` and ``clipscore merge`` (also ``spark-submit jobs/score.py``).
+"""Command line: ``clipscore score|merge|train|filter|report|search|dedup|suggest`` (``spark-submit jobs/score.py``).
 
 ``main()`` only parses arguments, builds the config, gets a session (and stops it only if it made
 it) and maps configuration errors to exit code 2 with the message that says what to change.
@@ -33,7 +33,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipscore", description="Score image-caption pairs with CLIP on Spark.")
+    parser = argparse.ArgumentParser(prog="clipscore", description="Score image-caption pairs with CLIP on Spark, and curate with the scores and embeddings.")
     parser.add_argument("--version", action="version", version=f"clipscore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--score-col", "--image-col", "--caption-col", "--image-base-path", "--model", "--input-format"):
         report.add_argument(flag, dest=flag[2:].replace("-", "_"))
     report.add_argument("--seed", type=int)
+    report.add_argument("--candidates", type=int,
+                        help="with stored embeddings: the table's distinct captions the sample is matched against (10000)")
     report.add_argument("--margin", type=float, help="how much another caption must win by to flag a row (0.02)")
     report.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
     report.add_argument("--log-level", default="INFO")
@@ -170,7 +172,7 @@ def _dedup_parser(sub) -> None:
     dedup.add_argument("--mode", help="overwrite | append | error (default error)")
     dedup.add_argument("--key", help="a unique row key (default: id, else a path/URL image column)")
     dedup.add_argument("--kind", choices=("image", "text"), help="compare image (default) or caption embeddings")
-    for flag in ("--clusters", "--cluster-rows", "--sample", "--max-neighbours", "--show", "--seed"):
+    for flag in ("--clusters", "--cluster-rows", "--sample", "--show", "--seed"):
         dedup.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int)
     for flag in ("--score-col", "--image-col", "--caption-col", "--model-name"):
         dedup.add_argument(flag, dest=flag[2:].replace("-", "_"))
@@ -183,7 +185,7 @@ def _dedup(args: argparse.Namespace) -> int:
     from clipscore.jobs.session import job_session
 
     names = ("input", "threshold", "output", "output_format", "mode", "key", "kind", "clusters", "cluster_rows",
-             "sample", "max_neighbours", "show", "seed", "score_col", "image_col", "caption_col", "model_name",
+             "sample", "show", "seed", "score_col", "image_col", "caption_col", "model_name",
              "input_format")
     options = DedupOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
     with job_session("clipscore-dedup", args.master) as spark:
@@ -215,7 +217,7 @@ def _report(args: argparse.Namespace) -> int:
     from clipscore.jobs.session import job_session
 
     names = ("input", "output", "category_col", "sample", "figures", "thresholds", "score_col", "image_col",
-             "caption_col", "image_base_path", "model", "input_format", "seed", "margin")
+             "caption_col", "image_base_path", "model", "input_format", "seed", "margin", "candidates")
     options = ReportOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
     with job_session("clipscore-report", args.master) as spark:
         run_report(spark, options)

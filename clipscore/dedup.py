@@ -1,4 +1,4 @@
-"""Near-duplicate groups among stored embeddings (numpy, FAISS and SciPy; no Spark).
+"""Near-duplicates among stored embeddings (numpy and FAISS; no Spark).
 
 Two steps, each usable alone:
 
@@ -6,19 +6,21 @@ Two steps, each usable alone:
   centroid. Near-duplicates (cosine close to 1) almost always share their nearest centroid, so
   comparing rows only within their cluster finds them at linear cost; a pair split by a cluster
   boundary is missed (the benchmark measures how often against brute force).
-* ``groups_in_cluster``: the exact comparison within one cluster. Rows with bit-identical vectors
-  are one node (a placeholder image repeated a million times costs one comparison); the others are
-  compared in blocks of bounded size, each row keeping at most ``max_neighbours`` of its neighbours
-  at or above ``threshold`` (enough to connect any group: memory stays linear in the cluster). A
-  group is a connected component of that graph; its representative is the row with the highest
-  score (ties: the smallest key), and every other member gets ``duplicate_of`` = that key.
+* ``groups_in_cluster``: the exact comparison within one cluster, greedy in score order (SemDeDup's
+  rule): the best-scored row is kept; each next row is a duplicate when its cosine with a row kept so
+  far is at least ``threshold`` (``duplicate_of`` = the nearest such kept row), else it is kept too.
+  So every duplicate is within the threshold of the row it points to (no chains: a group never holds
+  two rows that only meet through a third), and no two kept rows of a cluster are near-duplicates.
+  Bit-identical vectors are one node (a placeholder image repeated a million times costs one
+  comparison). Rows are compared with the kept rows in blocks of at most ``block_elements`` values,
+  so memory stays bounded whatever the cluster's size.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from clipscore.vectors import BLOCK_ELEMENTS, similarity_blocks
+from clipscore.vectors import BLOCK_ELEMENTS
 
 DUPLICATE_OF = "duplicate_of"
 GROUP_SIZE = "duplicate_group_size"
@@ -53,70 +55,94 @@ def assign(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return nearest[:, 0].astype(np.int64)
 
 
-def neighbour_edges(matrix: np.ndarray, threshold: float, max_neighbours: int = 32,
-                    block_elements: int = BLOCK_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) pairs with cosine >= ``threshold``, i != j, at most ``max_neighbours`` per row (its closest)."""
-    sources, targets = [], []
-    for start, block in similarity_blocks(matrix, block_elements):
-        rows = np.arange(start, start + len(block))
-        block[np.arange(len(block)), rows] = -np.inf  # not its own neighbour
-        hits = block >= threshold
-        counts = hits.sum(axis=1)
-        if not counts.any():
-            continue
-        crowded = counts > max_neighbours
-        if crowded.any():  # keep each crowded row's closest max_neighbours
-            part = np.argpartition(-block[crowded], max_neighbours - 1, axis=1)[:, :max_neighbours]
-            mask = np.zeros_like(hits[crowded])
-            np.put_along_axis(mask, part, True, axis=1)
-            hits[crowded] &= mask
-        i, j = np.nonzero(hits)
-        sources.append(rows[i])
-        targets.append(j)
-    if not sources:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(sources).astype(np.int64), np.concatenate(targets).astype(np.int64)
+def keep_greedily(matrix: np.ndarray, threshold: float, block_elements: int = BLOCK_ELEMENTS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``matrix`` in priority order: (kept row of each row, its cosine with it).
+
+    Row 0 is kept. Row i is a duplicate of the nearest earlier-kept row within ``threshold``, else it
+    is kept (its own kept row, cosine 1). Rows are taken in blocks: first against the rows kept in
+    earlier blocks (one matrix product), then the block's remaining rows among themselves in order.
+    """
+    n = len(matrix)
+    kept_by = np.arange(n, dtype=np.int64)
+    similarity = np.ones(n, dtype=np.float32)
+    kept: list[np.ndarray] = []  # indices of kept rows, block by block
+    kept_matrix = np.zeros((0, matrix.shape[1]), dtype=np.float32)
+    start = 0
+    while start < n:
+        size = int(max(1, min(4096, block_elements // max(len(kept_matrix), 1))))
+        rows = np.arange(start, min(n, start + size))
+        best = np.full(len(rows), -np.inf, dtype=np.float32)
+        best_at = np.full(len(rows), -1, dtype=np.int64)
+        if len(kept_matrix):
+            scores = matrix[rows] @ kept_matrix.T
+            best_at = scores.argmax(axis=1)
+            best = scores[np.arange(len(rows)), best_at]
+            best_at = np.concatenate(kept)[best_at]
+        open_rows = np.flatnonzero(best < threshold)  # not covered by an earlier block's kept row
+        if len(open_rows):
+            inner = matrix[rows[open_rows]] @ matrix[rows[open_rows]].T
+            leader = np.zeros(len(open_rows), dtype=bool)
+            covered = np.zeros(len(open_rows), dtype=bool)
+            for i in range(len(open_rows)):  # in priority order: kept unless an earlier kept row covers it
+                if not covered[i]:
+                    leader[i] = True
+                    covered |= inner[i] >= threshold
+            new = rows[open_rows[leader]]
+            own = inner[:, leader]  # every open row against this block's kept rows
+            nearest = own.argmax(axis=1)
+            nearest_score = own[np.arange(len(open_rows)), nearest]
+            better = nearest_score > best[open_rows]
+            best[open_rows[better]] = nearest_score[better]
+            best_at[open_rows[better]] = new[nearest[better]]
+            kept.append(new)
+            kept_matrix = np.vstack([kept_matrix, matrix[new]])
+        duplicate = best >= threshold
+        kept_by[rows[duplicate]] = best_at[duplicate]
+        similarity[rows[duplicate]] = best[duplicate]
+        if len(open_rows):  # a kept row is its own (its best score above is its cosine with itself)
+            kept_by[new], similarity[new] = new, 1.0
+        start = rows[-1] + 1
+    return kept_by, similarity
 
 
 def groups_in_cluster(vectors: np.ndarray, keys, scores=None, threshold: float = 0.95,
-                      max_neighbours: int = 32, block_elements: int = BLOCK_ELEMENTS) -> pd.DataFrame:
-    """The near-duplicate groups of one cluster's rows.
+                      block_elements: int = BLOCK_ELEMENTS) -> pd.DataFrame:
+    """The near-duplicate groups of one cluster's rows (priority: the highest score, then the smallest key).
 
-    Returns one row per member of a group of two or more: ``key``, ``duplicate_of`` (the
-    representative's key; null for the representative itself), ``duplicate_group_size`` and
-    ``duplicate_similarity`` (cosine to the representative; null for it).
+    Returns one row per member of a group of two or more: ``key``, ``duplicate_of`` (the kept row's
+    key; null for the kept row itself), ``duplicate_group_size`` and ``duplicate_similarity``
+    (cosine to the kept row; null for it).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     keys = np.asarray(keys, dtype=object)
     n = len(keys)
     empty = pd.DataFrame({"key": keys[:0], DUPLICATE_OF: keys[:0], GROUP_SIZE: np.zeros(0, dtype=np.int64),
                           DUPLICATE_SIMILARITY: np.zeros(0, dtype=np.float32)})
     if n < 2:
         return empty
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    distinct, node = np.unique(vectors, axis=0, return_inverse=True)
+    score = np.zeros(n) if scores is None else np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    order = pd.DataFrame({"score": score, "key": keys}).sort_values(["score", "key"], ascending=[False, True],
+                                                                    kind="stable").index.to_numpy()
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)[order]
+    # Identical vectors: one node each, placed where its best row is (first in priority order).
+    distinct, first, node = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
     node = node.reshape(-1)
-    i, j = neighbour_edges(distinct, threshold, max_neighbours, block_elements)
-    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(len(distinct), len(distinct)))
-    _, label = connected_components(graph, directed=False)
-    frame = pd.DataFrame({"key": keys, "group": label[node],
-                          "score": np.zeros(n) if scores is None else np.nan_to_num(np.asarray(scores, dtype=np.float64),
-                                                                                      nan=-np.inf),
-                          "row": np.arange(n)})
-    size = frame.groupby("group")["key"].transform("size").to_numpy()
-    frame = frame[size > 1].assign(**{GROUP_SIZE: size[size > 1]})
-    if frame.empty:
+    by_priority = np.argsort(first)
+    rank = np.empty_like(by_priority)
+    rank[by_priority] = np.arange(len(by_priority))
+    kept_node, node_similarity = keep_greedily(distinct[by_priority], threshold, block_elements)
+    row_node = rank[node]  # each row's node, in priority order of nodes
+    head = first[by_priority]  # each node's best row (positions in `order`)
+    kept_row = head[kept_node[row_node]]
+    similarity = np.where(kept_node[row_node] == row_node, 1.0, node_similarity[row_node]).astype(np.float32)
+    size = np.bincount(kept_row, minlength=n)[kept_row]
+    members = np.flatnonzero(size > 1)
+    if not len(members):
         return empty
-    frame = frame.sort_values(["group", "score", "key"], ascending=[True, False, True], kind="stable")
-    first = ~frame["group"].duplicated()
-    rep_row = frame["row"].where(first).ffill().astype(np.int64).to_numpy()
-    rows = frame["row"].to_numpy()
-    similarity = np.einsum("ij,ij->i", vectors[rows], vectors[rep_row]).astype(np.float32)
+    is_kept = kept_row[members] == members
     return pd.DataFrame({
-        "key": frame["key"].to_numpy(),
-        DUPLICATE_OF: np.where(first.to_numpy(), None, keys[rep_row]),
-        GROUP_SIZE: frame[GROUP_SIZE].to_numpy(np.int64),
-        DUPLICATE_SIMILARITY: np.where(first.to_numpy(), np.nan, similarity).astype(np.float32),
+        "key": keys[order[members]],
+        DUPLICATE_OF: np.where(is_kept, None, keys[order[kept_row[members]]]),
+        GROUP_SIZE: size[members].astype(np.int64),
+        DUPLICATE_SIMILARITY: np.where(is_kept, np.nan, similarity[members]).astype(np.float32),
     })

@@ -104,11 +104,3 @@ def best_matches(queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[n
     scores, indices = index.search(queries, k)
     scores[indices < 0] = -np.inf
     return scores, indices
-
-
-def similarity_blocks(matrix: np.ndarray, block_elements: int = BLOCK_ELEMENTS):
-    """Yield (start, block of ``matrix[start:stop] @ matrix.T``) with at most ``block_elements`` values each."""
-    n = len(matrix)
-    rows = max(1, block_elements // max(n, 1))
-    for start in range(0, n, rows):
-        yield start, matrix[start:start + rows] @ matrix.T

@@ -4,8 +4,11 @@
 
 Spark computes every aggregate (counts, errors by reason, the score histogram, rows per band, per
 category statistics) and picks the few rows shown (lowest, highest, borderline, and a sample ordered by
-a seeded hash); only those rows reach the driver. The sample is re-embedded with the model the table
-was scored with (its provenance, or ``--model``) for the similarity matrix and the likely mislabels.
+a seeded random order); only those rows reach the driver. The sample's similarity matrix comes from
+the table's stored embeddings (``write_embeddings``), else the sample is re-embedded with the model the
+table was scored with (its provenance, or ``--model``). The likely mislabels come from the table's
+``suggested_caption`` column (``clipscore suggest``), else from the stored embeddings (the sample's
+images against the table's captions), else from the re-embedded sample (``sample_and_mislabels``).
 Figures are drawn with matplotlib and embedded as data URIs with the thumbnails; the HTML comes from
 ``clipscore/templates/report.html``. Nothing in the page refers to the network.
 """
@@ -53,6 +56,7 @@ class ReportOptions:
     margin: float = 0.02  # another caption must beat the row's own by more than this to count as a mislabel
     seed: int = 0
     model: str | None = None  # re-embed the sample with this model instead of the table's provenance
+    candidates: int = 10_000  # with stored embeddings: distinct captions the sample's images are matched against
     input_format: str = "auto"
 
     def __post_init__(self) -> None:
@@ -120,10 +124,10 @@ def categories(df: DataFrame, score: str, category: str) -> list[dict[str, Any]]
              "median": fmt(r["median"])} for r in rows]
 
 
-def pick_rows(df: DataFrame, options: ReportOptions, centre: float) -> dict[str, pd.DataFrame]:
-    """Lowest, highest and borderline (nearest ``centre``) scored rows, and the seeded sample."""
+def pick_rows(df: DataFrame, options: ReportOptions, centre: float, extra: tuple[str, ...] = ()) -> dict[str, pd.DataFrame]:
+    """Lowest, highest and borderline (nearest ``centre``) scored rows, and the seeded sample (with ``extra``)."""
     score = col(options.score_col)
-    keep = [c for c in (options.image_col, options.caption_col, options.score_col, options.category_col) if c]
+    keep = [c for c in (options.image_col, options.caption_col, options.score_col, options.category_col, *extra) if c]
     scored = df.filter(has_score(options.score_col)).select(*[col(c).alias(c) for c in dict.fromkeys(keep)])
     # rand(seed) rather than a hash of the row: duplicated rows (common in crawled data) would hash
     # alike and crowd the sample; rand is fixed for a given seed and table layout.
@@ -187,6 +191,83 @@ def scoring_model(spark: SparkSession, options: ReportOptions, fmt: str) -> tupl
     return provenance.get("clipscore.model") or None, provenance.get("clipscore.model_revision") or None, provenance
 
 
+def stored_embeddings(spark: SparkSession, options: ReportOptions, fmt: str):
+    """The table's stored embeddings (``write_embeddings``), or None when it has none."""
+    from clipscore.jobs.embeddings import open_embeddings
+
+    try:
+        return open_embeddings(spark, options.input, fmt)
+    except ConfigError:
+        return None
+
+
+def sample_and_mislabels(spark: SparkSession, df: DataFrame, picked: dict, stored, model: str | None,
+                         revision: str | None, options: ReportOptions) -> tuple:
+    """(the sample's similarity matrix or None, the likely mislabels, a note on each: where they come from).
+
+    The matrix comes from the stored embeddings when the table has them, else from the sample
+    re-embedded with the table's model. The mislabels, in order of preference: the table's own
+    ``suggested_caption`` column (``clipscore suggest``, over every row); the sample's images
+    against up to ``candidates`` of the table's distinct captions, by stored embeddings (no model
+    needed); the sample's images against the sample's own captions, re-embedded.
+    """
+    from clipscore.report_sample import SampleMatrix, likely_mislabels
+    from clipscore.suggest import SUGGESTED_CAPTION
+    from clipscore.vectors import decode_matrix
+
+    sample = picked["sample"]
+    matrix = sample_images = None
+    found = pd.DataFrame(columns=[options.image_col, options.caption_col, "own_score", "suggested_caption",
+                                  "suggested_score"])
+    sample_note = "no model recorded for this table and no stored embeddings: pass --model to re-embed the sample"
+    mislabel_note = "none: no suggested_caption column, no stored embeddings and no model"
+    if stored is not None and len(sample) >= 2:
+        images, with_image = decode_matrix(sample[stored.image_col].tolist(), stored.dtype)
+        texts, with_text = decode_matrix(sample[stored.text_col].tolist(), stored.dtype)
+        both = np.intersect1d(with_image, with_text)
+        sample_images, texts = images[np.searchsorted(with_image, both)], texts[np.searchsorted(with_text, both)]
+        rows = sample.iloc[both].drop(columns=[stored.image_col, stored.text_col]).reset_index(drop=True)
+        matrix = SampleMatrix(rows, sample_images @ texts.T)
+        sample_note = (f"{len(rows)} rows sampled with seed {options.seed}, from the table's stored embeddings; "
+                       "the diagonal is each row's own pair")
+    elif model is not None and len(sample) >= 2:
+        from clipscore.options import ScoringOptions
+        from clipscore.report_sample import similarity_matrix
+
+        scoring = ScoringOptions(model=model, model_revision=revision, device="auto",
+                                 image_base_path=options.image_base_path)
+        matrix = similarity_matrix(sample, scoring, options.image_col, options.caption_col)
+        sample_note = (f"{len(matrix.rows)} rows sampled with seed {options.seed}, re-embedded with {model}; "
+                       "the diagonal is each row's own pair")
+    if SUGGESTED_CAPTION in df.columns:
+        from clipscore.jobs.suggest import best_suggestions
+
+        found = best_suggestions(df, options.score_col, options.caption_col, options.grid, [options.image_col])
+        found = found.rename(columns={options.score_col: "own_score", "suggested_similarity": "suggested_score"})
+        mislabel_note = ("Rows of the whole table that clipscore suggest gave a better caption (its suggested_caption "
+                         "column), largest gain first.")
+    elif sample_images is not None:
+        from clipscore.jobs.suggest import collect_candidates
+        from clipscore.suggest import suggest
+
+        pool, distinct = collect_candidates(stored, options.caption_col, options.candidates, options.seed)
+        own = matrix.rows[options.score_col].astype(float).to_numpy()
+        text, score = suggest(sample_images, matrix.rows[options.caption_col].to_numpy(dtype=object), own, pool,
+                              options.margin)
+        hit = np.flatnonzero(pd.notna(text))
+        hit = hit[np.argsort(-(score[hit] - own[hit]))]
+        found = matrix.rows.iloc[hit].assign(own_score=own[hit], suggested_caption=text[hit],
+                                             suggested_score=score[hit]).reset_index(drop=True)
+        mislabel_note = (f"Sampled rows whose image is closer to another caption of the table ({len(pool):,} of its "
+                         f"{distinct:,} distinct captions, by stored embeddings) than to its own, by more than "
+                         f"{options.margin:g}; that caption is the suggestion.")
+    elif matrix is not None:
+        found = likely_mislabels(matrix, options.caption_col, options.margin)
+        mislabel_note = (f"Sampled rows where another sampled caption scores higher than the row's own by more than "
+                         f"{options.margin:g}; that caption is the suggestion.")
+    return matrix, found, sample_note, mislabel_note
+
+
 # -------------------------------------------------------------------------------------------------
 # The report
 # -------------------------------------------------------------------------------------------------
@@ -219,7 +300,8 @@ def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
         figs["per_category"] = figures.per_category(
             histogram(df, options.score_col, lo, hi, options.bins, options.category_col), options.category_col,
             options.score_col)
-    picked = pick_rows(df, options, centre)
+    stored = stored_embeddings(spark, options, fmt)
+    picked = pick_rows(df, options, centre, (stored.image_col, stored.text_col) if stored else ())
     grids = []
     for key, title in (("lowest", "Lowest-scoring pairs"), ("highest", "Highest-scoring pairs"),
                        ("borderline", f"Borderline pairs (nearest {centre:.3f})")):
@@ -229,23 +311,15 @@ def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
         figs[f"grid_{key}"] = figures.grid(thumbs, captions, scores, title)
         grids.append({"id": key, "title": title, "pairs": [
             {"thumb": data_uri(t), "caption": c, "score": s} for t, c, s in zip(thumbs, captions, scores)]})
-    mislabels, sample_note = [], "no model recorded for this table: pass --model to re-embed the sample"
-    if model is not None and len(picked["sample"]) >= 2:
-        from clipscore.options import ScoringOptions
-        from clipscore.report_sample import likely_mislabels, similarity_matrix
-
-        scoring = ScoringOptions(model=model, model_revision=revision, device="auto",
-                                 image_base_path=options.image_base_path)
-        matrix = similarity_matrix(picked["sample"], scoring, options.image_col, options.caption_col)
+    matrix, found, sample_note, mislabel_note = sample_and_mislabels(spark, df, picked, stored, model, revision,
+                                                                     options)
+    if matrix is not None:
         figs["matrix"] = figures.matrix(matrix.matrix, matrix.rows[options.caption_col].tolist())
-        found = likely_mislabels(matrix, options.caption_col, options.margin)
-        thumbs = thumbnails(found[options.image_col].tolist(), options) if len(found) else []
-        mislabels = [{"thumb": data_uri(t), "caption": r[options.caption_col], "own": r["own_score"],
-                      "suggestion": r["suggested_caption"], "suggested": r["suggested_score"]}
-                     for t, (_, r) in zip(thumbs, found.iterrows())]
-        sample_note = (f"{len(matrix.rows)} rows sampled with seed {options.seed}, re-embedded with {model}; "
-                       "the diagonal is each row's own pair")
-    html = _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, bands(df),
+    thumbs = thumbnails(found[options.image_col].tolist(), options) if len(found) else []
+    mislabels = [{"thumb": data_uri(t), "caption": r[options.caption_col], "own": r["own_score"],
+                  "suggestion": r["suggested_caption"], "suggested": r["suggested_score"]}
+                 for t, (_, r) in zip(thumbs, found.iterrows())]
+    html = _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, mislabel_note, bands(df),
                    round(time.perf_counter() - started, 1))
     Path(options.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
     Path(options.output).expanduser().write_text(html, encoding="utf-8")
@@ -261,7 +335,8 @@ def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
             "figures": sorted(figs)}
 
 
-def _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, band_rows, seconds) -> str:
+def _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, mislabel_note, band_rows,
+            seconds) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("clipscore", "templates"), autoescape=select_autoescape(["html"]))
@@ -272,4 +347,4 @@ def _render(options, stats, provenance, figs, cats, grids, mislabels, sample_not
         source=options.input, generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         seconds=seconds, summary=stats, score_col=options.score_col, provenance=shown,
         figures={k: data_uri(v) for k, v in figs.items()}, bands=band_rows, category_col=options.category_col,
-        categories=cats, grids=grids, mislabels=mislabels, margin=options.margin, sample_note=sample_note)
+        categories=cats, grids=grids, mislabels=mislabels, mislabel_note=mislabel_note, sample_note=sample_note)

@@ -135,10 +135,10 @@ def with_suggestions(spark: SparkSession, stored: StoredEmbeddings, options: Sug
             .drop("_suggestion"))
 
 
-def best_suggestions(df: DataFrame, options: SuggestOptions, n: int, extra: list[str] = ()) -> pd.DataFrame:
+def best_suggestions(df: DataFrame, score_col: str, caption_col: str, n: int, extra: list[str] = ()) -> pd.DataFrame:
     """The ``n`` suggestions with the largest gain over the row's own score (Spark orders, n rows return)."""
-    gain = (F.col(SUGGESTED_SIMILARITY) - col(options.score_col)).alias("gain")
-    keep = [c for c in dict.fromkeys([*extra, options.caption_col, options.score_col]) if c in df.columns]
+    gain = (F.col(SUGGESTED_SIMILARITY) - col(score_col)).alias("gain")
+    keep = [c for c in dict.fromkeys([*extra, caption_col, score_col]) if c in df.columns]
     return (df.filter(F.col(SUGGESTED_CAPTION).isNotNull())
             .select(*[col(c).alias(c) for c in keep], F.col(SUGGESTED_CAPTION), F.col(SUGGESTED_SIMILARITY), gain)
             .orderBy(F.desc("gain")).limit(n).toPandas())
@@ -166,7 +166,7 @@ def run_suggest(spark: SparkSession, options: SuggestOptions) -> dict[str, Any]:
                         F.count(F.col(SUGGESTED_CAPTION)).alias("suggested")).first()
     shown = [c for c in ("id", options.image_col) if c in source.columns
              and not isinstance(source.schema[c].dataType, T.BinaryType)]
-    best = best_suggestions(source, options, options.show, shown)
+    best = best_suggestions(source, options.score_col, options.caption_col, options.show, shown)
     summary = {"rows_below": int(counts["below"]), "suggested": int(counts["suggested"]),
                "candidates": len(candidates), "distinct_captions": distinct,
                "seconds": round(time.perf_counter() - started, 1), "best": best}

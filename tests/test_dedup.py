@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from clipscore.coerce import ConfigError
-from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_in_cluster, neighbour_edges, train_centroids
+from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_in_cluster, train_centroids
 from clipscore.synthetic import generate
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
@@ -22,46 +22,62 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _components(matrix: np.ndarray, threshold: float) -> np.ndarray:
-    """Brute force: connected components of the graph of all pairs at or above the threshold."""
-    from scipy.sparse.csgraph import connected_components
-
-    return connected_components((matrix @ matrix.T) >= threshold, directed=False)[1]
+def _greedy_reference(vectors: np.ndarray, keys, scores, threshold: float) -> dict:
+    """The rule, row by row in plain Python: key -> (kept row's key, cosine with it)."""
+    order = sorted(range(len(keys)), key=lambda i: (-scores[i], keys[i]))
+    kept: list[int] = []
+    out = {}
+    for i in order:
+        near = [(float(vectors[i] @ vectors[k]), k) for k in kept if float(vectors[i] @ vectors[k]) >= threshold]
+        if near:
+            cosine, k = max(near, key=lambda t: (t[0], -order.index(t[1])))
+            out[keys[i]] = (keys[k], cosine)
+        else:
+            kept.append(i)
+            out[keys[i]] = (keys[i], 1.0)
+    return out
 
 
 # -------------------------------------------------------------------------------------------------
 # Core
 # -------------------------------------------------------------------------------------------------
-def test_groups_equal_brute_force_components_and_keep_the_best_scored_row():
+@pytest.mark.parametrize("block_elements", [1 << 24, 900])  # one block, or many small ones
+def test_groups_follow_the_greedy_rule_exactly(block_elements):
     rng = np.random.default_rng(1)
-    base = _unit(rng.normal(size=(300, 32)))
-    copies = _unit(base[:40] + 0.02 * rng.normal(size=(40, 32)))
+    base = _unit(rng.normal(size=(150, 16)))
+    copies = _unit(base[:40] + 0.08 * rng.normal(size=(40, 16)))  # some within 0.95 of each other, some not
     vectors = np.vstack([base, copies, base[:3], base[:3]])  # and bit-identical triples
     keys = np.array([f"k{i:04d}" for i in range(len(vectors))], dtype=object)
     scores = rng.uniform(size=len(vectors))
-    found = groups_in_cluster(vectors, keys, scores, threshold=0.95, block_elements=1000)  # many small blocks
-    label = _components(vectors, 0.95)
-    sizes = np.bincount(label)
-    expected = {k for k, lab in zip(keys, label) if sizes[lab] > 1}
-    assert set(found.key) == expected
-    by_key = found.set_index("key")
-    for group in set(label[sizes[label] > 1]):
-        members = np.flatnonzero(label == group)
-        best = keys[members[np.argmax(scores[members])]]
-        rows = by_key.loc[keys[members]]
-        assert (rows[GROUP_SIZE] == len(members)).all()
-        assert pd.isna(rows.loc[best, DUPLICATE_OF]) and (rows.drop(index=best)[DUPLICATE_OF] == best).all()
-    assert len(found) == sizes[sizes > 1].sum() and found[DUPLICATE_OF].notna().sum() == (sizes[sizes > 1] - 1).sum()
+    scores[-3:] = scores[:3]  # identical vectors, identical scores: the smaller key wins
+    found = groups_in_cluster(vectors, keys, scores, threshold=0.95, block_elements=block_elements)
+    expected = _greedy_reference(vectors, keys, scores, 0.95)
+    sizes = pd.Series([k for k, _ in expected.values()]).value_counts()
+    grouped = {key for key, (kept, _) in expected.items() if sizes[kept] > 1}
+    assert set(found.key) == grouped and 0 < len(grouped) < len(keys)
+    for row in found.itertuples(index=False):
+        kept, cosine = expected[row.key]
+        assert row.duplicate_group_size == sizes[kept]
+        if kept == row.key:
+            assert pd.isna(row.duplicate_of) and np.isnan(row.duplicate_similarity)
+        else:
+            assert row.duplicate_of == kept and row.duplicate_similarity == pytest.approx(cosine, abs=1e-5)
+    duplicates = found[found.duplicate_of.notna()]
+    assert (duplicates.duplicate_similarity >= 0.95).all()  # no chains: each within the threshold of its kept row
+    kept_rows = [i for i, k in enumerate(keys) if expected[k][0] == k]
+    cross = vectors[kept_rows] @ vectors[kept_rows].T
+    assert (cross[~np.eye(len(kept_rows), dtype=bool)] < 0.95).all()  # no two kept rows are near-duplicates
 
 
-def test_a_large_group_keeps_bounded_neighbours_and_stays_one_group():
+def test_a_large_group_keeps_one_row_in_bounded_blocks():
     rng = np.random.default_rng(2)
     centre = _unit(rng.normal(size=(1, 16)))
     group = _unit(centre + 0.01 * rng.normal(size=(500, 16)))  # 500 mutual near-duplicates
-    i, j = neighbour_edges(group, 0.95, max_neighbours=4)
-    assert np.bincount(i, minlength=500).max() <= 4  # 2,000 edges instead of 250,000
-    found = groups_in_cluster(group, np.arange(500), None, 0.95, max_neighbours=4)
+    scores = rng.uniform(size=500)
+    found = groups_in_cluster(group, np.arange(500), scores, 0.95, block_elements=64)
     assert len(found) == 500 and (found[GROUP_SIZE] == 500).all() and found[DUPLICATE_OF].isna().sum() == 1
+    assert found.loc[found[DUPLICATE_OF].isna(), "key"].item() == int(np.argmax(scores))  # the best-scored is kept
+    assert groups_in_cluster(group[:1], [0], None, 0.95).empty
 
 
 def test_clusters_keep_near_duplicates_together():

@@ -248,3 +248,29 @@ def test_suggest_cli(spark, scored, capsys):
     printed = capsys.readouterr().out
     assert "have a better caption" in printed and "suggested_caption" in printed
     assert main(["suggest", "--input", path, "--below", "nan"]) == 2
+
+
+def test_report_mislabels_come_from_stored_embeddings_then_from_suggest(spark, scored, tmp_path):
+    from clipscore.jobs.report import ReportOptions, run_report
+    from clipscore.jobs.suggest import SuggestOptions, run_suggest
+
+    path, df = scored
+    plain = str(tmp_path / "plain.parquet")  # no provenance, so no model: only the stored embeddings
+    spark.read.format("delta").load(path).write.parquet(plain)
+    found = run_report(spark, ReportOptions(input=plain, output=str(tmp_path / "stored.html"), sample=48))
+    html = (tmp_path / "stored.html").read_text()
+    assert "from the table&#39;s stored embeddings" in html and 'alt="similarity matrix"' in html
+    swapped = set(df.caption[df.swapped])
+    flagged = [m for m in found["mislabels"] if m["caption"] in swapped]
+    assert len(flagged) >= 8 and all(m["suggested"] > m["own"] for m in found["mislabels"])
+    # Each flagged row's suggestion names the colour of its image (its true caption's colour).
+    image_colour = {df.caption[i]: df.color[i] for i in df.index if df.swapped[i]}
+    assert all(image_colour[m["caption"]] in m["suggestion"] for m in flagged), flagged
+
+    out = str(tmp_path / "suggested")
+    run_suggest(spark, SuggestOptions(input=path, below=0.5, output=out))
+    found = run_report(spark, ReportOptions(input=out, output=str(tmp_path / "suggested.html"), grid=4))
+    html = (tmp_path / "suggested.html").read_text()
+    assert "suggested_caption column" in html and len(found["mislabels"]) == 4
+    gains = [m["suggested"] - m["own"] for m in found["mislabels"]]
+    assert gains == sorted(gains, reverse=True)
