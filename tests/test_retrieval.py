@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from clipscore.coerce import ConfigError
 from clipscore.columns import decode_embedding
@@ -274,3 +275,27 @@ def test_report_mislabels_come_from_stored_embeddings_then_from_suggest(spark, s
     assert "suggested_caption column" in html and len(found["mislabels"]) == 4
     gains = [m["suggested"] - m["own"] for m in found["mislabels"]]
     assert gains == sorted(gains, reverse=True)
+
+
+def test_several_models_embeddings_are_chosen_by_name(spark, scored, tmp_path):
+    """A table scored with two models has image_embedding_<name> columns: the primary's by default, or --model-name."""
+    from clipscore.jobs.embeddings import open_embeddings
+    from clipscore.jobs.search import SearchOptions, run_search
+
+    path, _ = scored
+    table = spark.read.format("delta").load(path)
+    two = str(tmp_path / "two.parquet")
+    (table.select("id", "caption", "similarity", F.col("image_embedding").alias("image_embedding_shapes"),
+                  F.col("text_embedding").alias("text_embedding_shapes"),
+                  F.col("text_embedding").alias("image_embedding_swapped"),  # another "model": swapped towers
+                  F.col("image_embedding").alias("text_embedding_swapped"))
+     .write.parquet(two))
+    assert open_embeddings(spark, two).image_col == "image_embedding_shapes"  # no provenance: the first
+    assert open_embeddings(spark, two, model_name="swapped").image_col == "image_embedding_swapped"
+    with pytest.raises(ConfigError, match="No embeddings of model 'nope'"):
+        open_embeddings(spark, two, model_name="nope")
+    plain = run_search(spark, SearchOptions(input=two, text="a red circle", k=5, model=MODEL))
+    other = run_search(spark, SearchOptions(input=two, text="a red circle", k=5, model=MODEL, model_name="swapped",
+                                            against="text"))  # text -> the "image" tower of the first
+    assert plain.id.tolist() == other.id.tolist()
+    np.testing.assert_allclose(plain.search_score, other.search_score, atol=1e-6)
