@@ -135,6 +135,7 @@ def run_search(spark: SparkSession, options: SearchOptions) -> pd.DataFrame:
     keep = returned_columns(stored.df, options, stored)
     scoring = ScoringOptions(model=stored.model, model_revision=stored.revision, device=options.device,
                              image_base_path=options.image_base_path, batch_size=1)
+    opened = time.perf_counter()
     query = embed_query(scoring, text=options.text, image=options.image)
     if len(query) != stored.dim:
         raise ConfigError(f"The query embedding has {len(query)} values but {stored.image_col} holds {stored.dim}: "
@@ -144,8 +145,9 @@ def run_search(spark: SparkSession, options: SearchOptions) -> pd.DataFrame:
     found = top_k_rows(stored.df, column, stored.dtype, query, options.k, keep).toPandas()
     found.insert(0, RANK, np.arange(1, len(found) + 1))
     seconds = time.perf_counter() - started
-    log.info("search %s -> %s over %s: %d rows in %.2f s (query embedded in %.2f s)", options.query_kind,
-             options.target_kind, column, len(found), seconds, embedded - started)
+    log.info("search %s -> %s over %s: %d rows in %.2f s (table opened in %.2f s, query embedded in %.2f s, "
+             "scan and merge %.2f s)", options.query_kind, options.target_kind, column, len(found), seconds,
+             opened - started, embedded - opened, seconds - (embedded - started))
     if options.output:
         schema = T.StructType([T.StructField(RANK, T.LongType(), False), *result_fields(stored.df, keep)])
         write_table(spark.createDataFrame(found, schema), options.output, options.output_format, options.mode, [])

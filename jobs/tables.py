@@ -261,6 +261,10 @@ def writer_for(df: DataFrame, fmt: str, mode: str, partition_cols: list[str], co
         # (an existing table keeps its settings, and Delta says so if it lacks column mapping).
         log.info("column names with spaces or ,;{}()= : a new Delta table gets delta.columnMapping.mode=name")
         writer = writer.option("delta.columnMapping.mode", "name")
+    if fmt == "delta" and mode == "overwrite":
+        # An overwrite replaces the table, schema and partitioning included (new columns such as the
+        # embeddings, a different band column): still one atomic commit, the old version stays readable.
+        writer = writer.option("overwriteSchema", "true")
     if partition_cols:
         writer = writer.partitionBy(*partition_cols)
     return writer

@@ -98,6 +98,17 @@ def test_failed_delta_overwrite_keeps_the_previous_version(spark, tiny_cfg, sour
             spark.sql(f"DROP TABLE IF EXISTS {ident}")
 
 
+def test_delta_overwrite_may_change_the_schema_and_keeps_the_old_version(spark, tiny_cfg, source, tmp_path):
+    """Scoring again with new columns (embeddings) over a Delta output replaces its schema in one commit."""
+    output = str(tmp_path / "rescored")
+    run_score(spark, tiny_cfg.replace(input=source, output=output))
+    run_score(spark, tiny_cfg.replace(input=source, output=output, mode="overwrite", write_embeddings=True))
+    table = spark.read.format("delta").load(output)
+    assert {"image_embedding", "text_embedding"} <= set(table.columns)
+    old = spark.read.format("delta").option("versionAsOf", 0).load(output)
+    assert "image_embedding" not in old.columns and old.count() == table.count()
+
+
 # -------------------------------------------------------------------------------------------------
 # Parquet paths: staged, then swapped in
 # -------------------------------------------------------------------------------------------------
