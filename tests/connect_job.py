@@ -59,7 +59,21 @@ def main() -> None:
         merge_cfg = cfg.replace(output="spark_catalog.default.connect_target", merge_keys=("id",))
         merged = run_merge(spark, merge_cfg)
         rerun = run_merge(spark, merge_cfg)
+        # The stored-embedding jobs: their broadcasts fall back to the task closure without a SparkContext.
+        from clipscore.jobs.dedup import DedupOptions, run_dedup
+        from clipscore.jobs.search import SearchOptions, run_search
+        from clipscore.jobs.suggest import SuggestOptions, run_suggest
+
+        embedded = os.path.join(work, "embedded")
+        run_score(spark, cfg.replace(output=embedded, write_embeddings=True))
+        found = run_search(spark, SearchOptions(input=embedded, text="connect pair 3", k=3, device="cpu"))
+        suggested = run_suggest(spark, SuggestOptions(input=embedded, below=2.0, margin=0.0))
+        dedup = run_dedup(spark, DedupOptions(input=embedded, threshold=0.5))
+        marked = spark.read.format("delta").load(embedded).count()
         result = {
+            "search_ranks": found.search_rank.tolist(),
+            "suggest": [suggested["rows_below"], suggested["suggested"]],
+            "dedup": [dedup["rows_compared"], marked],
             "session": type(spark).__module__,
             "arrow_limits": arrow_limits,
             "score_rows": score.rows,

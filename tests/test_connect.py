@@ -32,3 +32,6 @@ def test_score_and_merge_jobs_run_over_spark_connect(tiny_model_dir, tmp_path):
     assert result["provenance_model"] == tiny_model_dir
     assert result["merge_rows"] == 7 and result["target_rows"] == 7
     assert (result["rerun_skipped"], result["rerun_rows"]) == (7, 0)
+    assert result["search_ranks"] == [1, 2, 3]
+    assert result["suggest"][0] == 6 and 0 <= result["suggest"][1] <= 6  # every scored row is below 2.0
+    assert result["dedup"] == [6, 7]  # the six scored rows compared (the broken one not), all seven kept

@@ -11,6 +11,7 @@ import importlib
 import inspect
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
@@ -18,8 +19,9 @@ HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
 
 
-def test_the_three_notebooks_exist():
-    assert [p.name for p in NOTEBOOKS] == ["01_score_table.py", "02_explore_scores.py", "03_merge_into_lakehouse.py"]
+def test_the_four_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == ["01_score_table.py", "02_explore_scores.py", "03_merge_into_lakehouse.py",
+                                           "04_search_and_dedup.py"]
 
 
 def _imported_names(tree: ast.Module) -> dict[str, object]:
@@ -119,3 +121,33 @@ def test_explore_notebook_runs_on_a_scored_table(spark, odd_images, tmp_path):
     assert page.count("data:image/jpeg;base64,") == 2  # the two lowest scored pairs, as thumbnails
     assert "lower one" in page and "low one" in page and "bold" not in page
     assert page.index("lower one") < page.index("low one")  # lowest first
+
+
+def test_search_notebook_runs_on_a_table_with_embeddings(spark, tiny_cfg, tmp_path):
+    from clipscore.jobs.score import run_score
+    from clipscore.synthetic import generate
+
+    model = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
+    df = generate(12, seed=41)
+    a, b = next((i, j) for i in range(1, 12) for j in range(i + 1, 12)
+                if df.color[i] != df.color[j] and df["shape"][i] != df["shape"][j])
+    df.loc[[a, b], "caption"] = [df.caption[b], df.caption[a]]  # one swapped pair: something to suggest
+    df = df[["id", "image", "caption"]]
+    df = pd.concat([df, df.iloc[[0]].assign(id="copy-of-0")], ignore_index=True)  # one exact copy
+    df.to_parquet(tmp_path / "src.parquet")
+    table = str(tmp_path / "scored")
+    run_score(spark, tiny_cfg.replace(model=model, input=str(tmp_path / "src.parquet"), output=table,
+                                      write_embeddings=True))
+    shown = []
+    namespace = {
+        "spark": spark,
+        "dbutils": _DbUtils({"table": table, "k": "3", "below": "1.0", "output": str(tmp_path / "deduped")}),
+        "display": lambda obj: shown.append(obj),
+    }
+    exec(compile((NOTEBOOKS[3]).read_text(encoding="utf-8"), str(NOTEBOOKS[3]), "exec"), namespace)
+    found, largest, suggestions = shown
+    assert found.search_rank.tolist() == [1, 2, 3]
+    assert set(largest.id) <= {df.id[0], "copy-of-0"} and largest.duplicate_group_size.tolist() == [2]
+    assert len(suggestions) >= 1 and (suggestions.suggested_similarity > suggestions.similarity).all()
+    marked = spark.read.format("delta").load(str(tmp_path / "deduped"))
+    assert marked.count() == len(df) and marked.filter("duplicate_of IS NOT NULL").count() == 1
