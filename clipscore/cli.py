@@ -125,6 +125,8 @@ def _search_parser(sub) -> None:
     search.add_argument("--model-name", dest="model_name", help="whose embeddings, when several models wrote some")
     search.add_argument("--image-base-path", dest="image_base_path", help="resolves a relative --image path")
     search.add_argument("--device", help="where the query is embedded (default auto)")
+    search.add_argument("--allow-private-urls", dest="allow_private_urls", action="store_true", default=None,
+                        help="let an --image URL point at a private or loopback address")
     _job_flags(search)
 
 
@@ -203,7 +205,7 @@ def _search(args: argparse.Namespace) -> int:
     from clipscore.jobs.session import job_session
 
     names = ("input", "text", "image", "k", "against", "columns", "output", "output_format", "mode", "model",
-             "model_name", "image_base_path", "input_format", "device")
+             "model_name", "image_base_path", "input_format", "device", "allow_private_urls")
     options = SearchOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
     with job_session("clipscore-search", args.master) as spark:
         found = run_search(spark, options)

@@ -54,6 +54,7 @@ class SearchOptions:
     image_base_path: str = ""  # for a relative --image path
     input_format: str = "auto"
     device: str = "auto"  # where the query is embedded
+    allow_private_urls: bool = False  # an --image URL on a private or loopback address (refused by default)
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -134,7 +135,8 @@ def run_search(spark: SparkSession, options: SearchOptions) -> pd.DataFrame:
                           "the model it was scored with.")
     keep = returned_columns(stored.df, options, stored)
     scoring = ScoringOptions(model=stored.model, model_revision=stored.revision, device=options.device,
-                             image_base_path=options.image_base_path, batch_size=1)
+                             image_base_path=options.image_base_path, allow_private_urls=options.allow_private_urls,
+                             batch_size=1)
     opened = time.perf_counter()
     query = embed_query(scoring, text=options.text, image=options.image)
     if len(query) != stored.dim:

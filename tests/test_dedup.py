@@ -174,3 +174,6 @@ def test_dedup_cli_prints_the_groups(spark, planted, capsys):
     printed = capsys.readouterr().out
     assert "12 of 20 rows are near-duplicates" in printed and "in 4 groups" in printed
     assert main(["dedup", "--input", path, "--threshold", "2"]) == 2
+    # --kind text: the copies share their original's caption, so identical caption embeddings group them.
+    assert main(["dedup", "--input", path, "--threshold", "0.999", "--kind", "text"]) == 0
+    assert "12 of 20 rows are near-duplicates" in capsys.readouterr().out

@@ -162,6 +162,34 @@ def test_image_query_returns_its_own_caption_and_itself(spark, scored, tmp_path)
     assert images.id[0] == df.id[row] and images.search_score[0] > 0.99
 
 
+def test_image_query_by_url_on_loopback(spark, scored):
+    from http.server import BaseHTTPRequestHandler
+
+    from clipscore.jobs.search import SearchOptions, run_search
+    from conftest import loopback_server
+
+    path, df = scored
+    body = df.image[20]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with loopback_server(Handler) as base:
+        url = f"{base}/q.png"
+        with pytest.raises(ConfigError, match="cannot be read"):  # loopback is refused unless allowed
+            run_search(spark, SearchOptions(input=path, image=url, against="image", k=1))
+        found = run_search(spark, SearchOptions(input=path, image=url, against="image", k=1, allow_private_urls=True))
+    assert found.id[0] == df.id[20]
+
+
 def test_search_writes_its_rows_and_the_cli_prints_them(spark, scored, tmp_path, capsys):
     from clipscore.cli import main
 
