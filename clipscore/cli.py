@@ -174,7 +174,7 @@ def _dedup_parser(sub) -> None:
     dedup.add_argument("--mode", help="overwrite | append | error (default error)")
     dedup.add_argument("--key", help="a unique row key (default: id, else a path/URL image column)")
     dedup.add_argument("--kind", choices=("image", "text"), help="compare image (default) or caption embeddings")
-    for flag in ("--clusters", "--cluster-rows", "--sample", "--show", "--seed"):
+    for flag in ("--clusters", "--cluster-rows", "--sample", "--max-cluster-rows", "--show", "--seed"):
         dedup.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int)
     for flag in ("--score-col", "--image-col", "--caption-col", "--model-name"):
         dedup.add_argument(flag, dest=flag[2:].replace("-", "_"))
@@ -187,7 +187,7 @@ def _dedup(args: argparse.Namespace) -> int:
     from clipscore.jobs.session import job_session
 
     names = ("input", "threshold", "output", "output_format", "mode", "key", "kind", "clusters", "cluster_rows",
-             "sample", "show", "seed", "score_col", "image_col", "caption_col", "model_name",
+             "sample", "max_cluster_rows", "show", "seed", "score_col", "image_col", "caption_col", "model_name",
              "input_format")
     options = DedupOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
     with job_session("clipscore-dedup", args.master) as spark:

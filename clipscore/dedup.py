@@ -146,3 +146,30 @@ def groups_in_cluster(vectors: np.ndarray, keys, scores=None, threshold: float =
         GROUP_SIZE: size[members].astype(np.int64),
         DUPLICATE_SIMILARITY: np.where(is_kept, np.nan, similarity[members]).astype(np.float32),
     })
+
+
+def groups_bounded(vectors: np.ndarray, keys, scores=None, threshold: float = 0.95, max_rows: int = 50_000,
+                   seed: int = 0, block_elements: int = BLOCK_ELEMENTS) -> pd.DataFrame:
+    """``groups_in_cluster``, first splitting a cluster of more than ``max_rows`` rows by k-means.
+
+    The greedy rule costs rows x kept rows, so a skewed cluster of a million distinct rows would cost
+    a trillion products; split into parts of about ``max_rows / 2`` rows, it costs rows x ``max_rows``
+    at most (pairs split by the new boundaries are missed, as between clusters). Bit-identical
+    vectors always land in the same part. A cluster k-means cannot split (its rows are near copies
+    of each other: cheap for the greedy rule, which keeps few of them) is compared whole, and so is
+    one whose largest part would keep over 90 % of it (no runaway recursion).
+    """
+    keys = np.asarray(keys, dtype=object)
+    if len(keys) <= max_rows:
+        return groups_in_cluster(vectors, keys, scores, threshold, block_elements)
+    parts = int(np.ceil(2 * len(keys) / max_rows))
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(keys), min(len(keys), MIN_POINTS_PER_CENTROID * parts * 4), replace=False)
+    label = assign(vectors, train_centroids(vectors[sample], parts, seed))
+    if np.bincount(label).max() > 0.9 * len(keys):  # k-means found no real split: compare it whole
+        return groups_in_cluster(vectors, keys, scores, threshold, block_elements)
+    scores = None if scores is None else np.asarray(scores)
+    frames = [groups_bounded(vectors[label == part], keys[label == part],
+                             None if scores is None else scores[label == part], threshold, max_rows, seed + 1,
+                             block_elements) for part in np.unique(label)]
+    return pd.concat(frames, ignore_index=True)

@@ -10,8 +10,9 @@
 3. Each row's nearest centroid (an iterator pandas UDF on the embedding column; the centroids are a
    broadcast variable), then ``groupBy(cluster).applyInPandas``: the exact comparison within each
    cluster (``clipscore.dedup.groups_in_cluster``: greedy in score order, each duplicate within the
-   threshold of the kept row it points to). Only the slim columns (key, embedding, score) are
-   shuffled; only members of groups of two or more come back.
+   threshold of the kept row it points to; a skewed cluster of more than ``max_cluster_rows`` rows
+   is split by k-means first, so no cluster costs more than rows x ``max_cluster_rows``). Only the
+   slim columns (key, embedding, score) are shuffled; only members of groups of two or more come back.
 4. A left join on the key adds ``duplicate_of`` (the kept row's key; null for the kept row and for
    unique rows), ``duplicate_group_size`` (1 for unique rows) and ``duplicate_similarity`` to every row.
    Rows without an embedding (or without a key) are not compared: their three columns are null.
@@ -38,7 +39,7 @@ from pyspark.sql import types as T
 
 from clipscore.coerce import ConfigError, choice, coerce_fields
 from clipscore.dedup import (DUPLICATE_OF, DUPLICATE_SIMILARITY, GROUP_SIZE, MIN_POINTS_PER_CENTROID, assign,
-                             groups_in_cluster, train_centroids)
+                             groups_bounded, train_centroids)
 from clipscore.jobs.embeddings import StoredEmbeddings, open_embeddings
 from clipscore.jobs.provenance import set_table_properties
 from clipscore.jobs.suggest import share
@@ -63,6 +64,7 @@ class DedupOptions:
     clusters: int = 0  # k-means centroids; 0: one per cluster_rows rows
     cluster_rows: int = 5_000  # the mean rows per cluster aimed at (each cluster costs rows^2 x dim)
     sample: int = 100_000  # rows the centroids are trained on (raised to 39 per centroid)
+    max_cluster_rows: int = 50_000  # a bigger (skewed) cluster is split by k-means on its executor
     score_col: str = "similarity"  # the group keeps its highest-scoring row
     image_col: str = "image"
     caption_col: str = "caption"
@@ -81,7 +83,8 @@ class DedupOptions:
         if self.threshold is None or not math.isfinite(self.threshold) or not 0 < self.threshold <= 1:
             raise ConfigError("Pass --threshold T in (0, 1]: the cosine at or above which two embeddings are "
                               f"near-duplicates (0.95 to 0.98 for re-encoded or resized copies); got {self.threshold}.")
-        for name, least in (("clusters", 0), ("cluster_rows", 2), ("sample", 1), ("show", 0)):
+        for name, least in (("clusters", 0), ("cluster_rows", 2), ("sample", 1), ("max_cluster_rows", 2),
+                            ("show", 0)):
             if getattr(self, name) < least:
                 raise ConfigError(f"Option '{name}' must be at least {least}; got {getattr(self, name)}.")
 
@@ -138,15 +141,15 @@ def cluster_column(spark: SparkSession, column: str, dtype: str, centroids: np.n
 
 def duplicate_groups(slim: DataFrame, key_type: T.DataType, dtype: str, options: DedupOptions) -> DataFrame:
     """Members of groups of two or more: (_key, duplicate_of, duplicate_group_size, duplicate_similarity)."""
-    threshold = options.threshold
+    threshold, max_rows, seed = options.threshold, options.max_cluster_rows, options.seed
     schema = T.StructType([T.StructField("_key", key_type), T.StructField(DUPLICATE_OF, key_type),
                            T.StructField(GROUP_SIZE, T.LongType()), T.StructField(DUPLICATE_SIMILARITY, T.FloatType())])
 
     def within_cluster(pdf: pd.DataFrame) -> pd.DataFrame:
         matrix, present = decode_matrix(pdf["_vector"].tolist(), dtype)
         rows = pdf.iloc[present]
-        found = groups_in_cluster(matrix, rows["_key"].to_numpy(dtype=object), rows["_score"].to_numpy(dtype=np.float64),
-                                  threshold)
+        found = groups_bounded(matrix, rows["_key"].to_numpy(dtype=object), rows["_score"].to_numpy(dtype=np.float64),
+                               threshold, max_rows, seed)
         return found.rename(columns={"key": "_key"})
 
     return slim.groupBy(CLUSTER).applyInPandas(within_cluster, schema)

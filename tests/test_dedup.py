@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from clipscore.coerce import ConfigError
-from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_in_cluster, train_centroids
+from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_bounded, groups_in_cluster, train_centroids
 from clipscore.synthetic import generate
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
@@ -78,6 +78,26 @@ def test_a_large_group_keeps_one_row_in_bounded_blocks():
     assert len(found) == 500 and (found[GROUP_SIZE] == 500).all() and found[DUPLICATE_OF].isna().sum() == 1
     assert found.loc[found[DUPLICATE_OF].isna(), "key"].item() == int(np.argmax(scores))  # the best-scored is kept
     assert groups_in_cluster(group[:1], [0], None, 0.95).empty
+
+
+def test_a_skewed_cluster_is_split_and_keeps_the_rule():
+    rng = np.random.default_rng(4)
+    base = _unit(rng.normal(size=(3000, 16)))
+    copies = _unit(base[:300] + 0.005 * rng.normal(size=(300, 16)))
+    vectors = np.vstack([base, copies, base[:50]])  # and 50 bit-identical copies
+    keys = np.arange(len(vectors))
+    found = groups_bounded(vectors, keys, None, 0.98, max_rows=500).set_index("key")
+    kept_of = {k: (k if pd.isna(d) else d) for k, d in found[DUPLICATE_OF].items()}
+    assert all(kept_of.get(3300 + i, 3300 + i) == kept_of.get(i, i) for i in range(50))  # identical: same part
+    together = np.mean([kept_of.get(3000 + i, 3000 + i) == kept_of.get(i, i) for i in range(300)])
+    assert together >= 0.9  # copies mostly land with their original despite the split
+    dups = found[found[DUPLICATE_OF].notna()]
+    cosine = np.einsum("ij,ij->i", vectors[dups.index.to_numpy(int)], vectors[dups[DUPLICATE_OF].to_numpy(int)])
+    assert (cosine >= 0.98 - 1e-6).all()  # the rule holds in every part
+    # 2,000 near copies of one image with parts of 100: at most one kept row per part, every row grouped.
+    blob = _unit(base[:1] + 0.001 * rng.normal(size=(2000, 16)))
+    whole = groups_bounded(blob, np.arange(2000), None, 0.98, max_rows=100)
+    assert whole[DUPLICATE_OF].isna().sum() <= 40 and (whole[GROUP_SIZE] > 1).all()
 
 
 def test_clusters_keep_near_duplicates_together():
