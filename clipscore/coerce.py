@@ -59,6 +59,11 @@ def coerce_value(key: str, hint: Any, raw: Any) -> Any:
             if not isinstance(raw, (list, tuple)):
                 raise ValueError
             return tuple(_item(item_type, x) for x in raw)
+        if origin in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2 \
+                and args[0] in (int, float):  # an optional number: None or blank stays unset
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                return None
+            return coerce_value(key, args[0], raw)
         if hint is str or (origin in (typing.Union, types.UnionType) and str in args):
             if raw is None:
                 return None

@@ -74,8 +74,6 @@ class DedupOptions:
     input_format: str = "auto"
 
     def __post_init__(self) -> None:
-        if isinstance(self.threshold, str):
-            object.__setattr__(self, "threshold", float(self.threshold) if self.threshold.strip() else None)
         coerce_fields(self)
         choice(self, "kind", ("image", "text"))
         choice(self, "output_format", ("delta", "parquet"))

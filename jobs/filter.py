@@ -51,10 +51,6 @@ class FilterOptions:
     mode: str = "error"
 
     def __post_init__(self) -> None:
-        for name in ("min_score", "top_fraction"):  # optional floats: coerce only when given
-            value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, float(value) if value.strip() else None)
         coerce_fields(self)
         choice(self, "input_format", ("auto", "delta", "parquet", "table"))
         choice(self, "output_format", ("delta", "parquet"))

@@ -58,8 +58,6 @@ class SuggestOptions:
     input_format: str = "auto"
 
     def __post_init__(self) -> None:
-        if isinstance(self.below, str):
-            object.__setattr__(self, "below", float(self.below) if self.below.strip() else None)
         coerce_fields(self)
         choice(self, "output_format", ("delta", "parquet"))
         choice(self, "mode", ("overwrite", "append", "error"))
