@@ -24,7 +24,6 @@ same run.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -45,24 +44,10 @@ def load_avg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _variant(png: bytes, how: str) -> bytes:
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    out = io.BytesIO()
-    if how == "jpeg":
-        image.save(out, "JPEG", quality=90)
-    elif how == "resize":
-        image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.BICUBIC).save(out, "PNG")
-    else:
-        image.crop((1, 1, image.width - 1, image.height - 1)).save(out, "PNG")
-    return out.getvalue()
-
-
 def build_table(path: Path, rows: int, copies: int, chunk: int = 5000) -> None:
     from clipscore.options import ScoringOptions
     from clipscore.scorer import PairScorer
-    from clipscore.synthetic import generate
+    from clipscore.synthetic import COPY_KINDS, generate, near_copy
 
     scorer = PairScorer.from_config(ScoringOptions(model=MODEL, device="cpu", write_embeddings=True, batch_size=256))
     rng = np.random.default_rng(0)
@@ -80,10 +65,9 @@ def build_table(path: Path, rows: int, copies: int, chunk: int = 5000) -> None:
                                  scored[["similarity", "image_embedding", "text_embedding"]].reset_index(drop=True)],
                                 axis=1).assign(planted_of=None))
         print(f"  embedded {start + len(df):,} of {rows:,} rows ({time.perf_counter() - started:.0f} s)", flush=True)
-    hows = ("jpeg", "resize", "crop")
     for start in range(0, copies, chunk):
         part = originals[start:start + chunk]
-        images = pd.Series([_variant(kept[i][0], hows[(start + n) % 3]) for n, i in enumerate(part)], dtype=object)
+        images = pd.Series([near_copy(kept[i][0], COPY_KINDS[(start + n) % 3]) for n, i in enumerate(part)], dtype=object)
         captions = pd.Series([kept[i][1] for i in part])
         scored = scorer.score_frame(images, captions)
         frames.append(pd.DataFrame({"id": [f"c{start + n:07d}" for n in range(len(part))], "caption": captions,

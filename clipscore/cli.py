@@ -130,6 +130,19 @@ def _search_parser(sub) -> None:
     _job_flags(search)
 
 
+def _options(cls, args: argparse.Namespace, names: tuple[str, ...], **fixed):
+    """An option object from the flags that were given (the others keep the dataclass defaults)."""
+    return cls(**{k: getattr(args, k) for k in names if getattr(args, k) is not None}, **fixed)
+
+
+def _run(app: str, args: argparse.Namespace, job, options):
+    """Run ``job(spark, options)`` in the active session, or one made (and stopped) for it."""
+    from clipscore.jobs.session import job_session
+
+    with job_session(app, args.master) as spark:
+        return job(spark, options)
+
+
 def _suggest_parser(sub) -> None:
     suggest = sub.add_parser("suggest", help="a better caption for low-scoring rows, from the table's own captions")
     suggest.add_argument("--input", required=True, help="a table scored with --set write_embeddings=true")
@@ -149,14 +162,12 @@ def _suggest_parser(sub) -> None:
 
 def _suggest(args: argparse.Namespace) -> int:
     from clipscore.jobs.search import format_table
-    from clipscore.jobs.session import job_session
     from clipscore.jobs.suggest import SuggestOptions, run_suggest
 
-    names = ("input", "below", "margin", "candidates", "output", "output_format", "mode", "score_col", "caption_col",
-             "image_col", "model_name", "show", "seed", "input_format")
-    options = SuggestOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
-    with job_session("clipscore-suggest", args.master) as spark:
-        summary = run_suggest(spark, options)
+    options = _options(SuggestOptions, args, ("input", "below", "margin", "candidates", "output", "output_format",
+                                              "mode", "score_col", "caption_col", "image_col", "model_name", "show",
+                                              "seed", "input_format"))
+    summary = _run("clipscore-suggest", args, run_suggest, options)
     print(f"{summary['suggested']:,} of {summary['rows_below']:,} rows below {options.below:g} have a better caption "
           f"among {summary['candidates']:,} candidates ({summary['distinct_captions']:,} distinct captions)")
     if len(summary["best"]):
@@ -184,14 +195,11 @@ def _dedup_parser(sub) -> None:
 def _dedup(args: argparse.Namespace) -> int:
     from clipscore.jobs.dedup import DedupOptions, run_dedup
     from clipscore.jobs.search import format_table
-    from clipscore.jobs.session import job_session
 
-    names = ("input", "threshold", "output", "output_format", "mode", "key", "kind", "clusters", "cluster_rows",
-             "sample", "max_cluster_rows", "show", "seed", "score_col", "image_col", "caption_col", "model_name",
-             "input_format")
-    options = DedupOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
-    with job_session("clipscore-dedup", args.master) as spark:
-        summary = run_dedup(spark, options)
+    options = _options(DedupOptions, args, ("input", "threshold", "output", "output_format", "mode", "key", "kind",
+                                            "clusters", "cluster_rows", "sample", "max_cluster_rows", "show", "seed",
+                                            "score_col", "image_col", "caption_col", "model_name", "input_format"))
+    summary = _run("clipscore-dedup", args, run_dedup, options)
     print(f"{summary['duplicates']:,} of {summary['rows_compared']:,} rows are near-duplicates (cosine >= "
           f"{options.threshold:g}) of a kept row, in {summary['groups']:,} groups")
     if len(summary["largest"]):
@@ -202,13 +210,11 @@ def _dedup(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from clipscore.jobs.search import SearchOptions, format_table, run_search
-    from clipscore.jobs.session import job_session
 
-    names = ("input", "text", "image", "k", "against", "columns", "output", "output_format", "mode", "model",
-             "model_name", "image_base_path", "input_format", "device", "allow_private_urls")
-    options = SearchOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
-    with job_session("clipscore-search", args.master) as spark:
-        found = run_search(spark, options)
+    options = _options(SearchOptions, args, ("input", "text", "image", "k", "against", "columns", "output",
+                                             "output_format", "mode", "model", "model_name", "image_base_path",
+                                             "input_format", "device", "allow_private_urls"))
+    found = _run("clipscore-search", args, run_search, options)
     if not options.output:
         print(format_table(found) if len(found) else "(no rows with stored embeddings)")
     return 0
@@ -216,26 +222,19 @@ def _search(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from clipscore.jobs.report import ReportOptions, run_report
-    from clipscore.jobs.session import job_session
 
-    names = ("input", "output", "category_col", "sample", "figures", "thresholds", "score_col", "image_col",
-             "caption_col", "image_base_path", "model", "input_format", "seed", "margin", "candidates")
-    options = ReportOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
-    with job_session("clipscore-report", args.master) as spark:
-        run_report(spark, options)
+    _run("clipscore-report", args, run_report, _options(ReportOptions, args, (
+        "input", "output", "category_col", "sample", "figures", "thresholds", "score_col", "image_col", "caption_col",
+        "image_base_path", "model", "input_format", "seed", "margin", "candidates")))
     return 0
 
 
 def _filter(args: argparse.Namespace) -> int:
     from clipscore.jobs.filter import FilterOptions, run_filter
-    from clipscore.jobs.session import job_session
 
-    names = ("input", "output", "min_score", "top_fraction", "per", "score_col", "accuracy", "input_format",
-             "output_format", "mode")
-    options = FilterOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None},
-                            keep_column=args.keep_column)
-    with job_session("clipscore-filter", args.master) as spark:
-        run_filter(spark, options)
+    _run("clipscore-filter", args, run_filter, _options(FilterOptions, args, (
+        "input", "output", "min_score", "top_fraction", "per", "score_col", "accuracy", "input_format",
+        "output_format", "mode"), keep_column=args.keep_column))
     return 0
 
 

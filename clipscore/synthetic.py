@@ -157,6 +157,25 @@ def swapped_captions(df: pd.DataFrame, seed: int = 0) -> pd.Series:
     return pd.Series(df["caption"].to_numpy()[donor], index=df.index, name="caption")
 
 
+COPY_KINDS = ("jpeg", "resize", "crop")
+
+
+def near_copy(png: bytes, kind: str) -> bytes:
+    """A near-duplicate of an image, as crawls hold them: re-encoded as JPEG (quality 90), resized to 3/4,
+    or cropped by one pixel on each side."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    if kind == "jpeg":
+        image.save(out, "JPEG", quality=90)
+    elif kind == "resize":
+        image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.BICUBIC).save(out, "PNG")
+    elif kind == "crop":
+        image.crop((1, 1, image.width - 1, image.height - 1)).save(out, "PNG")
+    else:
+        raise ValueError(f"kind must be one of {COPY_KINDS}; got {kind!r}")
+    return out.getvalue()
+
+
 def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
     """CLIP's BPE on one byte-level word: merge the best-ranked adjacent pair until none is ranked."""
     symbols = [*word[:-1], word[-1] + "</w>"]

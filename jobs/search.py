@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clipscore.coerce import ConfigError, choice, coerce_fields
-from clipscore.jobs.embeddings import StoredEmbeddings, open_embeddings
+from clipscore.jobs.embeddings import open_embeddings
 from clipscore.jobs.tables import col, write_table
 from clipscore.vectors import TopK, decode_matrix, merge_top_k, top_k
 
@@ -80,7 +80,7 @@ class SearchOptions:
         return dataclasses.replace(self, **changes)
 
 
-def returned_columns(df: DataFrame, options: SearchOptions, stored: StoredEmbeddings) -> list[str]:
+def returned_columns(df: DataFrame, options: SearchOptions) -> list[str]:
     if options.columns:
         missing = [c for c in options.columns if c not in df.columns]
         if missing:
@@ -133,7 +133,7 @@ def run_search(spark: SparkSession, options: SearchOptions) -> pd.DataFrame:
     if stored.model is None:
         raise ConfigError(f"{options.input} records no model (a Parquet table has no properties): pass --model, "
                           "the model it was scored with.")
-    keep = returned_columns(stored.df, options, stored)
+    keep = returned_columns(stored.df, options)
     scoring = ScoringOptions(model=stored.model, model_revision=stored.revision, device=options.device,
                              image_base_path=options.image_base_path, allow_private_urls=options.allow_private_urls,
                              batch_size=1)

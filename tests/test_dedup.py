@@ -2,17 +2,15 @@
 model, with planted copies (re-encoded, resized, slightly cropped) among images of distinct colours."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from clipscore.coerce import ConfigError
 from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_bounded, groups_in_cluster, train_centroids
-from clipscore.synthetic import generate
+from clipscore.synthetic import COPY_KINDS, generate, near_copy
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
 THRESHOLD = 0.97
@@ -113,18 +111,6 @@ def test_clusters_keep_near_duplicates_together():
 # -------------------------------------------------------------------------------------------------
 # The job on real images
 # -------------------------------------------------------------------------------------------------
-def _variant(png: bytes, how: str) -> bytes:
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    out = io.BytesIO()
-    if how == "jpeg":
-        image.save(out, "JPEG", quality=90)
-    elif how == "resize":
-        image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.BICUBIC).save(out, "PNG")
-    else:  # a slight crop: one pixel off each side
-        image.crop((1, 1, image.width - 1, image.height - 1)).save(out, "PNG")
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def planted(spark, tmp_path_factory, tiny_cfg):
     """One image per colour (8 distinct images), three copies of each of the first four, a broken row."""
@@ -135,8 +121,8 @@ def planted(spark, tmp_path_factory, tiny_cfg):
     distinct = pool.drop_duplicates("color").reset_index(drop=True)
     rows = [(f"d{i}", r.image, r.caption, f"d{i}") for i, r in distinct.iterrows()]
     for i in range(4):
-        for how in ("jpeg", "resize", "crop"):
-            rows.append((f"d{i}-{how}", _variant(distinct.image[i], how), distinct.caption[i], f"d{i}"))
+        for how in COPY_KINDS:
+            rows.append((f"d{i}-{how}", near_copy(distinct.image[i], how), distinct.caption[i], f"d{i}"))
     rows.append(("broken", b"not an image", "a red circle", None))
     table = pd.DataFrame(rows, columns=["id", "image", "caption", "original"])
     table.to_parquet(root / "src.parquet")

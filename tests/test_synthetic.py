@@ -221,3 +221,18 @@ def test_sample_without_broken_rows_and_cli(tmp_path):
     synthetic.main(["table", "--out", str(tmp_path / "t" / "table.parquet"), "--n", "7", "--seed", "3", "--size", "32"])
     table = pd.read_parquet(tmp_path / "t" / "table.parquet")
     pd.testing.assert_frame_equal(table, synthetic.generate(7, seed=3, size=32))
+
+
+def test_near_copies_decode_and_keep_their_size_rule():
+    import io
+
+    from PIL import Image
+
+    from clipscore.synthetic import COPY_KINDS, generate, near_copy
+
+    png = generate(1, seed=3, size=64).image[0]
+    sizes = {kind: Image.open(io.BytesIO(near_copy(png, kind))).size for kind in COPY_KINDS}
+    assert sizes == {"jpeg": (64, 64), "resize": (48, 48), "crop": (62, 62)}
+    assert Image.open(io.BytesIO(near_copy(png, "jpeg"))).format == "JPEG"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        near_copy(png, "rotate")
