@@ -78,11 +78,12 @@ def collect_candidates(stored: StoredEmbeddings, caption_col: str, limit: int, s
     distinct = (stored.df.filter(col(stored.text_col).isNotNull())
                 .select(col(caption_col).alias("caption"), col(stored.text_col).alias("cell"))
                 .dropDuplicates(["caption"]))
-    total = distinct.count()
+    rows = distinct.limit(limit + 1).toPandas()  # one pass when they all fit (the common case)
+    total = len(rows)
     if total > limit:
+        total = distinct.count()
         # A little over the wanted fraction, then cut: sample() draws a random count around fraction * total.
-        distinct = distinct.sample(fraction=min(1.0, 1.1 * limit / total), seed=seed).limit(limit)
-    rows = distinct.toPandas()
+        rows = distinct.sample(fraction=min(1.0, 1.1 * limit / total), seed=seed).limit(limit).toPandas()
     return Candidates.from_cells(rows["caption"], rows["cell"], stored.dtype), total
 
 
