@@ -1,4 +1,4 @@
-"""Error categories come from one registry, which the summary, the README and the core all use."""
+"""Error categories come from one registry, which the summary, docs/reliability.md and the core all use."""
 from pathlib import Path
 
 import pytest
@@ -6,11 +6,11 @@ import pytest
 from clipscore import errors
 from clipscore.jobs.summary import summary_from_metrics, summary_metrics
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+RELIABILITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
-def test_readme_bad_input_table_is_the_registry():
-    assert errors.markdown_table() in README.read_text(encoding="utf-8")
+def test_reliability_doc_bad_input_table_is_the_registry():
+    assert errors.markdown_table() in RELIABILITY_DOC.read_text(encoding="utf-8")
 
 
 def test_unregistered_category_is_a_code_error():
