@@ -6,7 +6,7 @@ are split so that each runs where it costs least (see ``ImagePreprocessor``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -195,18 +195,25 @@ class CaptionTokenizer:
     truncated to ``max_length`` tokens either way.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int, max_chars: int = 8192, padding: str = "longest"):
+    def __init__(self, tokenizer: Any, max_length: int, max_chars: int = 8192, padding: str = "longest",
+                 keys: Sequence[str] | None = None, normalise: Callable[[str], str] | None = None):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.max_chars = max_chars
         self.padding = padding
-        self.keys = tuple(getattr(tokenizer, "model_input_names", None) or ("input_ids", "attention_mask"))
+        # What reaches the text tower: the tokenizer's own outputs unless the family says what it trained on
+        # (SigLIP: the ids alone).
+        self.keys = tuple(keys or getattr(tokenizer, "model_input_names", None) or ("input_ids", "attention_mask"))
+        self.normalise = normalise  # the family's text normalisation as trained, before the tokenizer
 
     def __call__(self, captions: Sequence[str]) -> dict:
         """A caption is cut to ``max_chars`` characters first, so a megabyte-long cell costs no more
         than a long caption; 77 tokens never reach that far on real text (whitespace runs aside)."""
+        texts = [c[: self.max_chars] for c in captions]
+        if self.normalise is not None:
+            texts = [self.normalise(t) for t in texts]
         encoded = self.tokenizer(
-            [c[: self.max_chars] for c in captions],
+            texts,
             padding=self.padding,
             truncation=True,
             max_length=self.max_length,

@@ -82,34 +82,37 @@ def _train_sentencepiece(path: Path, **options: Any) -> int:
     return spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
 
 
-def _set_logits(model: Any) -> None:
-    """SigLIP's own initial temperature and bias (log 10, -10); transformers' init leaves both zero."""
+def _set_logits(model: Any, logit_bias: float = -10.0) -> None:
+    """SigLIP's own initial temperature and bias (log 10, -10); transformers' init leaves both zero.
+    Another bias (e.g. 0) puts random models' probabilities mid-range, where a test of them bites."""
     import torch
 
     with torch.no_grad():
         model.logit_scale.fill_(math.log(10.0))
-        model.logit_bias.fill_(-10.0)
+        model.logit_bias.fill_(logit_bias)
 
 
-def _save_random(out: Path, model_class: Any, config: Any, processor: Any, seed: int, label: str) -> Path:
+def _save_random(out: Path, model_class: Any, config: Any, processor: Any, seed: int, label: str,
+                 logit_bias: float = -10.0) -> Path:
     """A seeded random model of ``config`` with SigLIP's logit scale and bias, saved with its processor."""
     import torch
 
     torch.manual_seed(seed)
     model = model_class(config).eval()
-    _set_logits(model)
+    _set_logits(model, logit_bias)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     log.info("wrote random tiny %s to %s", label, out)
     return out
 
 
-def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32) -> Path:
+def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32, logit_bias: float = -10.0) -> Path:
     """Write a tiny random ``SiglipModel`` with a ``SiglipProcessor`` to ``out``.
 
     The tokenizer is a ``SiglipTokenizer`` over a trained unigram SentencePiece model with SigLIP's ids
     (``<pad>`` 0, ``</s>`` 1 = eos = the pad token it pads with, ``<unk>`` 2, no bos). Like the released
-    checkpoints, its ``model_input_names`` is ``["input_ids"]``: no attention mask reaches the model.
+    checkpoints loaded by transformers 5, it returns an ``attention_mask`` too, which SigLIP never saw
+    in training: the scorer must not pass it on (``clipscore.families.siglip``).
     Load it back with ``SiglipModel.from_pretrained(out)`` and ``SiglipProcessor.from_pretrained(out)``
     (or ``AutoModel``/``AutoProcessor``).
     """
@@ -120,8 +123,7 @@ def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32) ->
     vocab_size = _train_sentencepiece(out / "spiece.model", model_type="unigram", vocab_size=300, pad_id=0,
                                       eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
                                       unk_piece="<unk>")
-    tokenizer = SiglipTokenizer(str(out / "spiece.model"), model_max_length=TEXT_LENGTH,
-                                model_input_names=["input_ids"])
+    tokenizer = SiglipTokenizer(str(out / "spiece.model"), model_max_length=TEXT_LENGTH)
     image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size},
                                            image_mean=[0.5] * 3, image_std=[0.5] * 3)
     config = SiglipConfig(
@@ -130,10 +132,46 @@ def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32) ->
         vision_config=dict(_TINY, image_size=image_size, patch_size=8),
     )
     return _save_random(out, SiglipModel, config, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer),
-                        seed, "SigLIP")
+                        seed, "SigLIP", logit_bias)
 
 
-def build_random_siglip2(out: str | Path, seed: int = 0) -> Path:
+def _gemma_tokenizer(out: Path) -> Any:
+    """A ``GemmaTokenizer`` as SigLIP 2 ships it, over a BPE SentencePiece model trained here (see below)."""
+    from transformers import GemmaTokenizer
+
+    _train_sentencepiece(out / "tokenizer.model", model_type="bpe", vocab_size=512, pad_id=0,
+                         eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
+                         bos_piece="<bos>", unk_piece="<unk>", control_symbols=["<mask>"],
+                         byte_fallback=True, add_dummy_prefix=False, split_digits=True)
+    converted = GemmaTokenizer.convert_to_native_format(vocab_file=str(out / "tokenizer.model"))
+    converted.pop("vocab_file")  # else tokenizer_config.json records this build's path
+    return GemmaTokenizer(**converted, add_bos_token=False, add_eos_token=True, padding_side="right",
+                          model_max_length=TEXT_LENGTH, max_length=TEXT_LENGTH)
+
+
+def build_random_siglip2_fixed(out: str | Path, seed: int = 0, image_size: int = 32, logit_bias: float = -10.0) -> Path:
+    """Write a tiny random SigLIP 2 fixed-resolution model: ``SiglipModel`` with a Gemma tokenizer.
+
+    That is how google/siglip2-*-patch16-224 (and every fixed-resolution SigLIP 2) ships: transformers
+    reads it as ``siglip``, but its text side is SigLIP 2's (Gemma vocabulary, lower-cased training text).
+    """
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _gemma_tokenizer(out)
+    image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size},
+                                           image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    config = SiglipConfig(
+        text_config=dict(_TINY, vocab_size=len(tokenizer), max_position_embeddings=TEXT_LENGTH, pad_token_id=0,
+                         eos_token_id=1, bos_token_id=2),
+        vision_config=dict(_TINY, image_size=image_size, patch_size=8),
+    )
+    return _save_random(out, SiglipModel, config, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer),
+                        seed, "SigLIP 2 (fixed resolution)", logit_bias)
+
+
+def build_random_siglip2(out: str | Path, seed: int = 0, logit_bias: float = -10.0) -> Path:
     """Write a tiny random NaFlex ``Siglip2Model`` with a ``Siglip2Processor`` to ``out``.
 
     The tokenizer is a ``GemmaTokenizer``, as in the released SigLIP 2 checkpoints, converted by
@@ -147,18 +185,12 @@ def build_random_siglip2(out: str | Path, seed: int = 0) -> Path:
     Load it back with ``Siglip2Model.from_pretrained(out)`` and ``Siglip2Processor.from_pretrained(out)``
     (or ``AutoModel``/``AutoProcessor``).
     """
-    from transformers import GemmaTokenizer, Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    vocab_size = _train_sentencepiece(out / "tokenizer.model", model_type="bpe", vocab_size=512, pad_id=0,
-                                      eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
-                                      bos_piece="<bos>", unk_piece="<unk>", control_symbols=["<mask>"],
-                                      byte_fallback=True, add_dummy_prefix=False, split_digits=True)
-    converted = GemmaTokenizer.convert_to_native_format(vocab_file=str(out / "tokenizer.model"))
-    converted.pop("vocab_file")  # else tokenizer_config.json records this build's path
-    tokenizer = GemmaTokenizer(**converted, add_bos_token=False, add_eos_token=True, padding_side="right",
-                               model_max_length=TEXT_LENGTH, max_length=TEXT_LENGTH)
+    tokenizer = _gemma_tokenizer(out)
+    vocab_size = len(tokenizer)
     image_processor = Siglip2ImageProcessor(patch_size=16, max_num_patches=256)
     config = Siglip2Config(
         text_config=dict(_TINY, vocab_size=vocab_size, max_position_embeddings=TEXT_LENGTH, pad_token_id=0,
@@ -166,7 +198,7 @@ def build_random_siglip2(out: str | Path, seed: int = 0) -> Path:
         vision_config=dict(_TINY, patch_size=16, num_patches=256),
     )
     return _save_random(out, Siglip2Model, config,
-                        Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer), seed, "SigLIP 2")
+                        Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer), seed, "SigLIP 2", logit_bias)
 
 
 def register_tiny_open_clip_arch(folder: str | Path) -> str:
@@ -217,7 +249,8 @@ def build_random_open_clip(out: str | Path, seed: int = 0) -> Path:
     return out
 
 
-BUILDERS = {"siglip": build_random_siglip, "siglip2": build_random_siglip2, "open_clip": build_random_open_clip}
+BUILDERS = {"siglip": build_random_siglip, "siglip2": build_random_siglip2, "siglip2_fixed": build_random_siglip2_fixed,
+            "open_clip": build_random_open_clip}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from clipscore import __version__
 from clipscore.config import ScoreConfig
+from clipscore.families import computation_version
 from clipscore.jobs.tables import col, is_table_name, table_identifier
 
 log = logging.getLogger("clipscore")
@@ -57,6 +58,9 @@ def fingerprint_options(cfg: ScoreConfig) -> dict:
     options = {"model": cfg.model, "model_revision": cfg.model_revision, "gpu_decode": cfg.gpu_decode}
     if cfg.multi_model:  # one model keeps the keys tables scored before multi-model runs carry
         options["models"] = [[m.name, m.model, m.revision] for m in cfg.models]
+    versions = {m.name: v for m in cfg.models if (v := computation_version(m.model, m.revision)) > 1}
+    if versions:  # SigLIP scored before its text side was fed as trained (version 1) is scored again
+        options["computation"] = versions
     if cfg.band_column != "similarity":
         options["band_column"] = cfg.band_column
     if cfg.write_embeddings:  # rows scored without embeddings are scored again to get them

@@ -42,27 +42,106 @@ def reference_clip(folder: str | Path, image: Image.Image, caption: str) -> floa
     return _cosine(outputs.image_embeds, outputs.text_embeds)
 
 
-def reference_siglip(folder: str | Path, image: Image.Image, caption: str) -> tuple[float, float]:
-    """(cosine, sigmoid probability) from ``SiglipModel``, text padded to ``max_length`` as the model card does.
+# -------------------------------------------------------------------------------------------------
+# SigLIP and SigLIP 2: the text side written from the training contract, not from transformers' call.
+#
+# big_vision trains and evaluates SigLIP with the caption normalised, tokenized by SentencePiece,
+# EOS appended and kept when truncating ("sticky"), padded to the tower's fixed length, and the ids
+# ALONE fed to a bidirectional transformer that pools the LAST position (text_transformer.py,
+# pool_type="last"; open_clip's SigLIP configs: no_causal_mask, pool_type "last", no attention mask).
+# So the reference tokenizes with the `sentencepiece` library itself, never with transformers'
+# tokenizer, and runs the text tower in plain torch from the saved weights, with no mask at all.
+# Normalisation: SigLIP v1, big_vision's canonicalize_text (evaluators/proj/image_text/
+# prompt_engineering.py: "_" -> space, ASCII punctuation removed, lower case, whitespace collapsed);
+# SigLIP 2, lower case (the model card: "trained with lowercased text"; big_vision's SigLIP 2 demo
+# puts lower() before the Gemma tokenizer).
+# -------------------------------------------------------------------------------------------------
+def big_vision_canonicalize(text: str) -> str:
+    import re
+    import string
 
-    Plus ``truncation=True``, which the card leaves out: without it a caption longer than the text positions
-    makes the model raise; it changes nothing for a caption that fits.
+    text = text.replace("_", " ").translate(str.maketrans("", "", string.punctuation)).lower()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def training_contract_ids(folder: str | Path, caption: str, generation: int, length: int) -> list[int]:
+    """The ids big_vision feeds: normalised text, SentencePiece pieces, sticky EOS, padded to ``length``.
+
+    v1 pads with the EOS id (big_vision ``pad_value=1``; ``</s>`` is 1 in SigLIP's vocabulary), SigLIP 2
+    with Gemma's ``<pad>`` (0).
     """
-    model, processor = _load_transformers("siglip", str(folder))
-    inputs = processor(text=[caption], images=image, padding="max_length", truncation=True, return_tensors="pt")
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(Path(folder) / ("spiece.model" if generation == 1 else "tokenizer.model")))
+    text = big_vision_canonicalize(caption) if generation == 1 else caption.lower()
+    eos = sp.eos_id()
+    ids = sp.encode(text)[: length - 1] + [eos]
+    pad = eos if generation == 1 else sp.pad_id()
+    return ids + [pad] * (length - len(ids))
+
+
+@functools.lru_cache(maxsize=8)
+def _weights(folder: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(Path(folder) / "model.safetensors")).items()}
+
+
+def plain_siglip_text_tower(folder: str | Path, ids: list[int]) -> torch.Tensor:
+    """SigLIP's text tower in plain torch from the saved weights: embeddings + positions, pre-LN blocks
+    (bidirectional attention over every position, padding included), final LayerNorm, the LAST
+    position, the head. Nothing from transformers' modeling code."""
+    import json
+
+    w = _weights(str(folder))
+    cfg = json.loads((Path(folder) / "config.json").read_text())["text_config"]
+    heads, eps = int(cfg["num_attention_heads"]), float(cfg.get("layer_norm_eps", 1e-6))
+    t = "text_model."
+    x = w[t + "embeddings.token_embedding.weight"][torch.tensor(ids)] + w[t + "embeddings.position_embedding.weight"][: len(ids)]
+    x = x[None]
+    n_layers = 1 + max(int(k.split(".")[3]) for k in w if k.startswith(t + "encoder.layers."))
+
+    def ln(v, name):
+        return F.layer_norm(v, v.shape[-1:], w[name + ".weight"], w[name + ".bias"], eps)
+
+    def lin(v, name):
+        return F.linear(v, w[name + ".weight"], w[name + ".bias"])
+
+    for i in range(n_layers):
+        p = f"{t}encoder.layers.{i}."
+        h = ln(x, p + "layer_norm1")
+        b, n, d = h.shape
+        q, k, v = (lin(h, p + f"self_attn.{s}_proj").view(b, n, heads, d // heads).transpose(1, 2) for s in "qkv")
+        attn = torch.softmax(q @ k.transpose(-1, -2) / (d // heads) ** 0.5, dim=-1) @ v
+        x = x + lin(attn.transpose(1, 2).reshape(b, n, d), p + "self_attn.out_proj")
+        h = ln(x, p + "layer_norm2")
+        x = x + lin(F.gelu(lin(h, p + "mlp.fc1"), approximate="tanh"), p + "mlp.fc2")
+    x = ln(x, t + "final_layer_norm")
+    return lin(x[:, -1, :], t + "head")
+
+
+def _reference_sigmoid_family(family: str, generation: int, folder: str | Path, image: Image.Image,
+                              caption: str) -> tuple[float, float]:
+    model, processor = _load_transformers(family, str(folder))
+    length = int(model.config.text_config.max_position_embeddings)
     with torch.no_grad():
-        outputs = model(**inputs)
-    return _cosine(outputs.image_embeds, outputs.text_embeds), float(torch.sigmoid(outputs.logits_per_image)[0, 0])
+        image_embeds = model.get_image_features(**processor(images=image, return_tensors="pt"))
+        image_embeds = getattr(image_embeds, "pooler_output", image_embeds)
+        text_embeds = plain_siglip_text_tower(folder, training_contract_ids(folder, caption, generation, length))
+    cosine = _cosine(image_embeds, text_embeds)
+    w = _weights(str(folder))
+    logit = cosine * float(w["logit_scale"].reshape(-1)[0].exp()) + float(w["logit_bias"].reshape(-1)[0])
+    return cosine, float(torch.sigmoid(torch.tensor(logit, dtype=torch.float64)))
+
+
+def reference_siglip(folder: str | Path, image: Image.Image, caption: str) -> tuple[float, float]:
+    """(cosine, sigmoid probability) of a SigLIP v1 ``SiglipModel`` folder, its text as big_vision feeds it."""
+    return _reference_sigmoid_family("siglip", 1, folder, image, caption)
 
 
 def reference_siglip2(folder: str | Path, image: Image.Image, caption: str) -> tuple[float, float]:
-    """(cosine, sigmoid probability) from ``Siglip2Model``, text padded to the model's text positions."""
-    model, processor = _load_transformers("siglip2", str(folder))
-    inputs = processor(text=[caption], images=image, padding="max_length", truncation=True,
-                       max_length=model.config.text_config.max_position_embeddings, return_tensors="pt")
-    with torch.no_grad():
-        outputs = model(**inputs)
-    return _cosine(outputs.image_embeds, outputs.text_embeds), float(torch.sigmoid(outputs.logits_per_image)[0, 0])
+    """(cosine, sigmoid probability) of a SigLIP 2 NaFlex ``Siglip2Model`` folder (Gemma tokenizer, lower case)."""
+    return _reference_sigmoid_family("siglip2", 2, folder, image, caption)
 
 
 @functools.lru_cache(maxsize=8)

@@ -79,6 +79,13 @@ def describe(model: str, revision: str | None = None) -> ModelInfo:
     return ModelInfo(family, pinned_revision(config, model), family in _SIGMOID_FAMILIES)
 
 
+def computation_version(model: str, revision: str | None = None) -> int:
+    """The version of how a family computes its scores (1 unless the family changed it since tables were
+    first scored: SigLIP's text side is 2). Recorded in the merge fingerprint when above 1, so a table
+    scored by an older computation is scored again and other families' fingerprints never change."""
+    return int(getattr(_family_classes()[describe(model, revision).family], "COMPUTATION_VERSION", 1))
+
+
 def check_model_loadable(model: str, revision: str | None = None) -> str | None:
     """``describe`` for one model; returns the pinned commit (None for local files)."""
     return describe(model, revision).revision
