@@ -41,9 +41,9 @@ setup: $(STAMP)
 # the benchmarks: speed does not depend on the weights.
 out/models/clip-vit-b-32-random: | setup
 	if [ -d $(SHARED)/clip-vit-b-32-config ]; then \
-	  $(PY) -m clipscore.random_model --config $(SHARED)/clip-vit-b-32-config --out $@; \
+	  $(PY) -m clipscore.devtools.random_model --config $(SHARED)/clip-vit-b-32-config --out $@; \
 	else \
-	  $(PY) -m clipscore.random_model --tiny --out $@; \
+	  $(PY) -m clipscore.devtools.random_model --tiny --out $@; \
 	fi
 
 demo: setup $(if $(filter out/%,$(DEMO_MODEL)),$(DEMO_MODEL))
@@ -63,8 +63,8 @@ check-report: demo
 # Rebuild the shipped model from its recipe (about 5 min on 2 cores): synthetic data, an untrained
 # config, `clipscore train`. Writes out/train/clipscore-shapes; copy it over models/ to ship it.
 shapes-model: setup
-	$(PY) -m clipscore.training.recipe --out out/train/init
-	[ -f out/train/shapes.parquet ] || $(PY) -m clipscore.synthetic table --out out/train/shapes.parquet --n 20000 --seed 1
+	$(PY) -m clipscore.devtools.recipe --out out/train/init
+	[ -f out/train/shapes.parquet ] || $(PY) -m clipscore.devtools.synthetic table --out out/train/shapes.parquet --n 20000 --seed 1
 	rm -rf out/train/clipscore-shapes out/train/clipscore-shapes.clipscore-train
 	$(VENV)/bin/clipscore train --input out/train/shapes.parquet --init out/train/init \
 	  --output out/train/clipscore-shapes --epochs 6 --batch-size 128 --lr 1e-3 --master "local[2]"

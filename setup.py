@@ -19,6 +19,9 @@ from setuptools import setup
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "clipscore" / "__init__.py").read_text()).group(1)
 
+# The core's layers, bottom up (docs/architecture.md; enforced by tests/core/test_layers.py).
+LAYERS = ("schema", "config", "io", "images", "models", "scoring", "retrieval", "report", "training", "devtools")
+
 setup(
     name="clipscore",
     version=VERSION,
@@ -27,14 +30,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["clipscore", "clipscore.families", "clipscore.training", "clipscore.udfs", "clipscore.jobs", "clipscore.conf"],
+    packages=["clipscore", *(f"clipscore.{layer}" for layer in LAYERS), "clipscore.udfs", "clipscore.jobs", "clipscore.conf"],
     package_dir={
         "clipscore": "clipscore",
         "clipscore.udfs": "udfs",
         "clipscore.jobs": "jobs",
         "clipscore.conf": "conf",
     },
-    package_data={"clipscore.conf": ["*.yaml", "*.sh"], "clipscore": ["templates/*.html"]},
+    package_data={"clipscore.conf": ["*.yaml", "*.sh"], "clipscore.report": ["templates/*.html"]},
     include_package_data=False,
     # Ranges a cluster install needs; requirements.txt pins the exact versions we test.
     install_requires=[
@@ -63,5 +66,5 @@ setup(
         "fs": ["fsspec>=2023.1"],
         "dev": ["pytest>=8", "psutil>=5.9", "scikit-image>=0.24"],
     },
-    entry_points={"console_scripts": ["clipscore=clipscore.cli:main"]},
+    entry_points={"console_scripts": ["clipscore=clipscore.jobs.cli:main"]},
 )

@@ -56,8 +56,8 @@ def main() -> None:
 
     from pyspark.sql import functions as F
 
-    from clipscore.bands import band_labels
-    from clipscore.config import ScoreConfig
+    from clipscore.schema.bands import band_labels
+    from clipscore.config.job import ScoreConfig
     from clipscore.jobs.score import lean_write_settings
     from clipscore.jobs.session import local_session, session_conf
 

@@ -9,7 +9,7 @@ One run measures, on the same generated data and the same model:
   b  bare model batched forward passes (image + text tower, cosine) on ready-made tensors: the ceiling
   h  host       everything an executor does for a batch except the model forward, per preprocessing
                 mode: CPU-ms per pair (all threads), what decides how many cores feed one GPU
-  c  core       clipscore.scorer.PairScorer without Spark: decode, preprocess, tokenize, model, band
+  c  core       clipscore.scoring.scorer.PairScorer without Spark: decode, preprocess, tokenize, model, band
   d  spark      clipscore.jobs.score.run_score in local mode: read Parquet (image bytes), UDF, write
 
 plus, against (c): preprocess=fast, the reduced precisions (bf16, int8 on CPU; fp16, bf16 on GPU) with
@@ -55,7 +55,7 @@ from runs import run_bare, run_baseline, run_core, run_spark  # noqa: E402
 # Model selection
 # -------------------------------------------------------------------------------------------------
 def resolve_model(requested: str | None) -> tuple[str, str]:
-    from clipscore.random_model import build_random_clip
+    from clipscore.devtools.random_model import build_random_clip
 
     if requested:
         return requested, requested
@@ -178,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from clipscore.config import load_config
-    from clipscore.model import MODEL_CACHE, ModelKey, cpu_has_native_bf16, resolve_device, resolve_precision
+    from clipscore.config.job import load_config
+    from clipscore.models import load_model
+    from clipscore.models.cache import MODEL_CACHE
+    from clipscore.models.runtime import ModelKey, cpu_has_native_bf16, resolve_device, resolve_precision
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if "d" not in skip and not spark_available():
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data: %d pairs (%.1f MB of JPEG) in %.1fs -> %s", len(df), df.image.map(len).sum() / 1e6,
              time.perf_counter() - t0, data_path)
     base_df = df.iloc[: min(args.baseline_pairs, len(df))]
-    tokens = [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision)).processor.tokenizer(list(df.caption))["input_ids"]]
+    tokens = [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision), load_model).processor.tokenizer(list(df.caption))["input_ids"]]
 
     results, scores, host, formats, precisions = {}, {}, {}, {}, {}
     fidelity: dict[str, dict] = {}
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if "a" not in skip:
         log.info("a: baseline on %d pairs", len(base_df))
         results["a"], ref = run_baseline(model_dir, base_df, device, repeats=args.repeats)
-    bundle = MODEL_CACHE.get(ModelKey(model_dir, None, device, precision))
+    bundle = MODEL_CACHE.get(ModelKey(model_dir, None, device, precision), load_model)
     if "b" not in skip:
         log.info("b: bare model on %d pairs", len(df))
         results["b"] = run_bare(bundle, df, cfg.batch_size, args.bare_repeats)

@@ -328,8 +328,8 @@ def core_child(spec_path: str) -> int:
 
     spec = json.loads(Path(spec_path).read_text())
     import clipscore
-    from clipscore.config import ScoreConfig
-    from clipscore.scorer import score_pandas
+    from clipscore.config.job import ScoreConfig
+    from clipscore.scoring.scorer import score_pandas
 
     names = {f.name for f in dataclasses.fields(ScoreConfig)}
     kwargs = dict(spec["config"])
@@ -386,7 +386,7 @@ def child_env(python: str) -> dict:
 def code_location(python: str, workdir: Path, env: dict) -> dict:
     """Where ``clipscore`` and ``clipscore.jobs`` resolve for the children (same cwd, same env)."""
     probe = ("import json, dataclasses, clipscore, clipscore.jobs.score as s, clipscore.udfs.clip_udf as u;"
-             "from clipscore.config import ScoreConfig;"
+             "from clipscore.config.job import ScoreConfig;"
              "print(json.dumps({'clipscore': clipscore.__file__, 'jobs': s.__file__, 'udfs': u.__file__,"
              "'version': getattr(clipscore, '__version__', None),"
              "'has_allow_private_urls': 'allow_private_urls' in {f.name for f in dataclasses.fields(ScoreConfig)}}))")
@@ -405,7 +405,7 @@ def parse_summary(text: str) -> dict:
 def run_cli(case: str, data: Path, args, env: dict, sets: list[str]) -> dict:
     out_dir = args.workdir / "out" / f"{case}-{args.label}"
     log_path = args.workdir / "logs" / f"{args.label}-{case}-spark.log"
-    cmd = [args.python, "-m", "clipscore.cli", "score", "--input", str(data), "--output", str(out_dir),
+    cmd = [args.python, "-m", "clipscore.jobs.cli", "score", "--input", str(data), "--output", str(out_dir),
            "--mode", "overwrite", "--model", args.model, "--master", args.master]
     for s in sets:
         cmd += ["--set", s]
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return core_child(argv[1])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="CLIP folder (e.g. a random ViT-B/32 from clipscore.random_model)")
+    p.add_argument("--model", required=True, help="CLIP folder (e.g. a random ViT-B/32 from clipscore.devtools.random_model)")
     p.add_argument("--cases", help="comma list of a, b, c (default a,b,c; with --smoke: smoke,c)")
     p.add_argument("--smoke", action="store_true", help="case 'smoke': 2 small images through the CLI and the core")
     p.add_argument("--skip-core", action="store_true", help="a and b through the Spark CLI only")

@@ -30,7 +30,7 @@ def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
     import pyarrow as pa
     import torch
 
-    from clipscore.scorer import PairScorer
+    from clipscore.scoring.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg)
     model_device = scorer.device
@@ -84,7 +84,7 @@ def run_host(cfg, df, device: str, repeats: int = 2) -> dict:
 def _score(cfg, images: list[bytes], caption: str = "a photo") -> np.ndarray:
     import pandas as pd
 
-    from clipscore.scorer import PairScorer
+    from clipscore.scoring.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg)
     try:

@@ -45,9 +45,9 @@ def load_avg() -> str:
 
 
 def build_table(path: Path, rows: int, copies: int, chunk: int = 5000) -> None:
-    from clipscore.options import ScoringOptions
-    from clipscore.scorer import PairScorer
-    from clipscore.synthetic import COPY_KINDS, generate, near_copy
+    from clipscore.config.options import ScoringOptions
+    from clipscore.scoring.scorer import PairScorer
+    from clipscore.devtools.synthetic import COPY_KINDS, generate, near_copy
 
     scorer = PairScorer.from_config(ScoringOptions(model=MODEL, device="cpu", write_embeddings=True, batch_size=256))
     rng = np.random.default_rng(0)
@@ -116,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
 
-    from clipscore.columns import decode_embedding
-    from clipscore.dedup import groups_in_cluster
+    from clipscore.schema.columns import decode_embedding
+    from clipscore.retrieval.dedup import groups_in_cluster
     from clipscore.jobs.dedup import DedupOptions, run_dedup
     from clipscore.jobs.search import SearchOptions, run_search
     from clipscore.jobs.session import local_session
-    from clipscore.options import ScoringOptions
-    from clipscore.query import embed_query
-    from clipscore.vectors import decode_matrix, top_k
+    from clipscore.config.options import ScoringOptions
+    from clipscore.scoring.query import embed_query
+    from clipscore.retrieval.vectors import decode_matrix, top_k
 
     table = Path(args.work) / f"retrieval-{args.rows}-{args.copies}.parquet"
     if not table.exists():

@@ -45,13 +45,13 @@ def run_bare(bundle, df, batch_size: int, repeats: int, bucketed: bool = False) 
     """(b) The ceiling: the same model, batched forward passes on tensors prepared beforehand (not timed).
 
     Captions are padded to the longest in each batch, as a tokenizer call does. ``bucketed`` runs the
-    text tower the way the core does instead (length buckets, see ``clipscore.encode``): the ceiling
+    text tower the way the core does instead (length buckets, see ``clipscore.scoring.encode``): the ceiling
     for our own text path, reported as b2.
     """
     import torch
     from PIL import Image
 
-    from clipscore.encode import Encoder
+    from clipscore.scoring.encode import Encoder
 
     device, dtype, model = bundle.device, bundle.dtype, bundle.model
     batches = []
@@ -100,7 +100,7 @@ def run_core(cfg, df, label: str, name: str = "c", repeats: int = 1) -> tuple[Re
     With ``repeats`` > 1 the pass with the least CPU time counts (a shared machine's noise only ever
     adds time); the same rule applies to d, so their ratio compares like with like.
     """
-    from clipscore.scorer import PairScorer
+    from clipscore.scoring.scorer import PairScorer
 
     scorer = PairScorer.from_config(cfg)
     device = str(scorer.device)
@@ -160,7 +160,7 @@ def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format
     for k in range(n_files):
         pq.write_table(table.slice(k * warm_per_file, warm_per_file), warm / f"part-{k:05d}.parquet")
 
-    from clipscore.model import LOAD_LOG_ENV
+    from clipscore.models.runtime import LOAD_LOG_ENV
 
     load_log = work / "spark_model_loads.tsv"
     load_log.write_text("")

@@ -3,7 +3,7 @@
     python benchmarks/scale.py                         # make bench-scale: 2,000 / 20,000 / 100,000 rows
     python benchmarks/scale.py --sizes 300,1000,2000   # end-to-end check of the plumbing (~15 min, loaded)
 
-With a tiny random CLIP (``clipscore.random_model`` tiny, 32x32 pixels) the model costs well under a
+With a tiny random CLIP (``clipscore.devtools.random_model`` tiny, 32x32 pixels) the model costs well under a
 millisecond per pair, so what is measured is the plumbing: Parquet read, Arrow batches to the Python
 workers, decode, tokenize, write, and for ``merge`` the key checks, input hashes and the Delta MERGE.
 
@@ -20,7 +20,7 @@ columns; generated once per size in a child process and cached), copied into a f
 merge. So every row is matched and updated with its scores (schema evolution adds the score and
 provenance columns): "score a lakehouse table in place".
 
-Runs, one after another, each a fresh ``python -m clipscore.cli`` child (``--master local[2]``,
+Runs, one after another, each a fresh ``python -m clipscore.jobs.cli`` child (``--master local[2]``,
 ``--set device=cpu --set precision=fp32 --set batch_size=256``):
 
   score N      clipscore score --input SRC_N --output out/bench-scale/work/score-N --mode overwrite
@@ -379,7 +379,7 @@ def child_env() -> dict:
 
 
 def cli(args, *parts: str, sets: list[str] = ()) -> list[str]:
-    cmd = [sys.executable, "-m", "clipscore.cli", *parts, "--model", args.model, "--master", args.master]
+    cmd = [sys.executable, "-m", "clipscore.jobs.cli", *parts, "--model", args.model, "--master", args.master]
     for item in ["device=cpu", "precision=fp32", f"batch_size={args.batch_size}", *args.extra_sets, *sets]:
         cmd += ["--set", item]
     return cmd
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.work / "logs").mkdir(parents=True, exist_ok=True)
     if args.model is None:
         if not (TINY_MODEL_DIR / "model.safetensors").is_file():
-            from clipscore.random_model import build_random_clip
+            from clipscore.devtools.random_model import build_random_clip
 
             build_random_clip(TINY_MODEL_DIR, tiny=True, seed=0)
         args.model = str(TINY_MODEL_DIR)

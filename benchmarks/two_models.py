@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args(argv)
 
-    from clipscore.config import load_config
-    from clipscore.random_families import build_random_siglip
+    from clipscore.config.job import load_config
+    from clipscore.devtools.random_families import build_random_siglip
 
     clip_dir, clip_label = resolve_model(None)
     siglip_dir = Path(args.work) / "models" / "siglip-224-random"

@@ -9,7 +9,7 @@
    centroid).
 3. Each row's nearest centroid (an iterator pandas UDF on the embedding column; the centroids are a
    broadcast variable), then ``groupBy(cluster).applyInPandas``: the exact comparison within each
-   cluster (``clipscore.dedup.groups_in_cluster``: greedy in score order, each duplicate within the
+   cluster (``clipscore.retrieval.dedup.groups_in_cluster``: greedy in score order, each duplicate within the
    threshold of the kept row it points to; a skewed cluster of more than ``max_cluster_rows`` rows
    is split by k-means first, so no cluster costs more than rows x ``max_cluster_rows``). Only the
    slim columns (key, embedding, score) are shuffled; only members of groups of two or more come back.
@@ -37,14 +37,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.coerce import ConfigError, choice, coerce_fields
-from clipscore.dedup import (DUPLICATE_OF, DUPLICATE_SIMILARITY, GROUP_SIZE, MIN_POINTS_PER_CENTROID, assign,
-                             groups_bounded, train_centroids)
+from clipscore.config.coerce import ConfigError, choice, coerce_fields
+from clipscore.retrieval.dedup import DUPLICATE_OF, DUPLICATE_SIMILARITY, GROUP_SIZE, MIN_POINTS_PER_CENTROID, assign, groups_bounded, train_centroids
 from clipscore.jobs.embeddings import StoredEmbeddings, open_embeddings
 from clipscore.jobs.provenance import set_table_properties
 from clipscore.jobs.suggest import share
 from clipscore.jobs.tables import col, read_table, resolve_input_format, write_table
-from clipscore.vectors import decode_matrix
+from clipscore.retrieval.vectors import decode_matrix
 
 log = logging.getLogger("clipscore")
 

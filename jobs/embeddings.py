@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from clipscore.coerce import ConfigError
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs.tables import col, read_table, resolve_input_format
-from clipscore.vectors import DTYPES, detect_dtype
+from clipscore.retrieval.vectors import DTYPES, detect_dtype
 
 log = logging.getLogger("clipscore")
 

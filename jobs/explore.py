@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from clipscore.config import ScoreConfig
+from clipscore.config.job import ScoreConfig
 from clipscore.jobs.tables import col, read_table
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.coerce import ConfigError, choice, coerce_fields
 from clipscore.jobs.provenance import set_table_properties
 from clipscore.jobs.tables import col, is_table_name, read_table, resolve_input_format, write_table
 

@@ -44,9 +44,10 @@ from typing import Callable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.columns import is_score_column
-from clipscore.config import ConfigError, ScoreConfig
-from clipscore.errors import TRANSIENT_CODES
+from clipscore.schema.columns import is_score_column
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig
+from clipscore.schema.errors import TRANSIENT_CODES
 from clipscore.jobs import staging
 from clipscore.jobs.provenance import (
     PROVENANCE_COLUMNS,
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``jobs/merge.py`` takes the flags of ``clipscore merge``."""
     import sys
 
-    from clipscore.cli import main as cli_main
+    from clipscore.jobs.cli import main as cli_main
 
     return cli_main(["merge", *(sys.argv[1:] if argv is None else argv)])
 

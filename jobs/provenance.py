@@ -34,8 +34,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore import __version__
-from clipscore.config import ScoreConfig
-from clipscore.families import computation_version
+from clipscore.config.job import ScoreConfig
+from clipscore.models import computation_version
 from clipscore.jobs.tables import col, is_table_name, table_identifier
 
 log = logging.getLogger("clipscore")

@@ -10,7 +10,7 @@ table was scored with (its provenance, or ``--model``). The likely mislabels com
 ``suggested_caption`` column (``clipscore suggest``), else from the stored embeddings (the sample's
 images against the table's captions), else from the re-embedded sample (``sample_and_mislabels``).
 Figures are drawn with matplotlib and embedded as data URIs with the thumbnails; the HTML comes from
-``clipscore/templates/report.html``. Nothing in the page refers to the network.
+``clipscore/report/templates/report.html``. Nothing in the page refers to the network.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore import report_figures as figures
-from clipscore.coerce import ConfigError, coerce_fields
+from clipscore.report.html import figures as figures
+from clipscore.config.coerce import ConfigError, coerce_fields
 from clipscore.jobs.filter import has_score
 from clipscore.jobs.tables import col, read_table, resolve_input_format
 
@@ -147,8 +147,8 @@ def thumbnails(refs: list, options: ReportOptions, size: int = 160) -> list:
     """PIL thumbnails of image cells (bytes, paths, URLs: the scorer's loader and limits), None if unreadable."""
     from PIL import Image
 
-    from clipscore.image_loader import ImageLoader
-    from clipscore.options import ScoringOptions
+    from clipscore.images.loader import ImageLoader
+    from clipscore.config.options import ScoringOptions
 
     loader = ImageLoader(ScoringOptions(image_base_path=options.image_base_path, device="cpu"))
     try:
@@ -211,9 +211,9 @@ def sample_and_mislabels(spark: SparkSession, df: DataFrame, picked: dict, store
     against up to ``candidates`` of the table's distinct captions, by stored embeddings (no model
     needed); the sample's images against the sample's own captions, re-embedded.
     """
-    from clipscore.report_sample import SampleMatrix, likely_mislabels
-    from clipscore.suggest import SUGGESTED_CAPTION
-    from clipscore.vectors import decode_matrix
+    from clipscore.report.sample import SampleMatrix, likely_mislabels
+    from clipscore.retrieval.suggest import SUGGESTED_CAPTION
+    from clipscore.retrieval.vectors import decode_matrix
 
     sample = picked["sample"]
     matrix = sample_images = None
@@ -231,8 +231,8 @@ def sample_and_mislabels(spark: SparkSession, df: DataFrame, picked: dict, store
         sample_note = (f"{len(rows)} rows sampled with seed {options.seed}, from the table's stored embeddings; "
                        "the diagonal is each row's own pair")
     elif model is not None and len(sample) >= 2:
-        from clipscore.options import ScoringOptions
-        from clipscore.report_sample import similarity_matrix
+        from clipscore.config.options import ScoringOptions
+        from clipscore.report.sample import similarity_matrix
 
         scoring = ScoringOptions(model=model, model_revision=revision, device="auto",
                                  image_base_path=options.image_base_path)
@@ -248,7 +248,7 @@ def sample_and_mislabels(spark: SparkSession, df: DataFrame, picked: dict, store
                          "column), largest gain first.")
     elif sample_images is not None:
         from clipscore.jobs.suggest import collect_candidates
-        from clipscore.suggest import suggest
+        from clipscore.retrieval.suggest import suggest
 
         pool, distinct = collect_candidates(stored, options.caption_col, options.candidates, options.seed)
         own = matrix.rows[options.score_col].astype(float).to_numpy()
@@ -339,7 +339,7 @@ def _render(options, stats, provenance, figs, cats, grids, mislabels, sample_not
             seconds) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("clipscore", "templates"), autoescape=select_autoescape(["html"]))
+    env = Environment(loader=PackageLoader("clipscore.report", "templates"), autoescape=select_autoescape(["html"]))
     shown = {k.removeprefix("clipscore."): v for k, v in provenance.items()
              if k in ("clipscore.models", "clipscore.model", "clipscore.model_revision", "clipscore.precision",
                       "clipscore.device", "clipscore.version", "clipscore.band_edges", "clipscore.band_column")}

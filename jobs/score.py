@@ -14,13 +14,14 @@ import time
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.config import ConfigError, ScoreConfig
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig
 from clipscore.jobs.provenance import record_provenance
 from clipscore.jobs.tables import check_names, col, read_source, validate_columns, write_table
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
-from clipscore.columns import planned_columns
-from clipscore.families import describe
+from clipscore.scoring.plan import planned_columns
+from clipscore.models import describe
 from clipscore.udfs.clip_udf import RUNTIME_COLUMNS, make_score_udf
 
 log = logging.getLogger("clipscore")
@@ -60,7 +61,7 @@ def add_scores(df: DataFrame, cfg: ScoreConfig, runtime: bool = False) -> DataFr
     """``df`` with the score columns, ``score_band`` and ``score_error`` appended (older ones replaced). Lazy.
 
     The score columns are ``similarity`` (and ``probability`` for SigLIP families), and with several
-    models ``similarity_<name>``/``probability_<name>`` per model (``clipscore.columns``).
+    models ``similarity_<name>``/``probability_<name>`` per model (``clipscore.schema.columns``).
 
     Safe by default: it lowers the session's ``spark.sql.execution.arrow.maxRecordsPerBatch`` and
     ``maxBytesPerBatch`` to ``cfg.max_records_per_batch``/``cfg.max_bytes_per_batch`` when they are
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``jobs/score.py`` takes the flags of ``clipscore score``."""
     import sys
 
-    from clipscore.cli import main as cli_main
+    from clipscore.jobs.cli import main as cli_main
 
     return cli_main(["score", *(sys.argv[1:] if argv is None else argv)])
 

@@ -26,10 +26,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.coerce import ConfigError, choice, coerce_fields
 from clipscore.jobs.embeddings import open_embeddings
 from clipscore.jobs.tables import col, write_table
-from clipscore.vectors import TopK, decode_matrix, merge_top_k, top_k
+from clipscore.retrieval.vectors import TopK, decode_matrix, merge_top_k, top_k
 
 log = logging.getLogger("clipscore")
 
@@ -125,8 +125,8 @@ def top_k_rows(df: DataFrame, column: str, dtype: str, query: np.ndarray, k: int
 
 def run_search(spark: SparkSession, options: SearchOptions) -> pd.DataFrame:
     """The top k rows (``search_rank``, ``search_score`` and the returned columns), best first."""
-    from clipscore.options import ScoringOptions
-    from clipscore.query import embed_query
+    from clipscore.config.options import ScoringOptions
+    from clipscore.scoring.query import embed_query
 
     started = time.perf_counter()
     stored = open_embeddings(spark, options.input, options.input_format, options.model_name, options.model)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.config import ScoreConfig
+from clipscore.config.job import ScoreConfig
 from clipscore.jobs.tables import hadoop_fs, is_table_name
 
 log = logging.getLogger("clipscore")

@@ -30,12 +30,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.coerce import ConfigError, choice, coerce_fields
 from clipscore.jobs.embeddings import StoredEmbeddings, open_embeddings
 from clipscore.jobs.filter import has_score
 from clipscore.jobs.tables import col, write_table
-from clipscore.suggest import SUGGESTED_CAPTION, SUGGESTED_SIMILARITY, Candidates, suggest
-from clipscore.vectors import decode_matrix
+from clipscore.retrieval.suggest import SUGGESTED_CAPTION, SUGGESTED_SIMILARITY, Candidates, suggest
+from clipscore.retrieval.vectors import decode_matrix
 
 log = logging.getLogger("clipscore")
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from clipscore.bands import ERROR_BAND, band_labels
-from clipscore.errors import ERROR_CODES  # the one registry of row error categories
+from clipscore.schema.bands import ERROR_BAND, band_labels
+from clipscore.schema.errors import ERROR_CODES  # the one registry of row error categories
 
 
 @dataclass

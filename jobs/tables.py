@@ -42,7 +42,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.config import ConfigError, ScoreConfig
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig
 
 log = logging.getLogger("clipscore")
 

@@ -31,8 +31,8 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.coerce import ConfigError
-from clipscore.config import ScoreConfig
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig
 from clipscore.jobs.tables import col, read_source, validate_columns
 from clipscore.training.data import SUCCESS
 from clipscore.training.options import TrainOptions
@@ -57,8 +57,8 @@ def work_paths(options: TrainOptions) -> tuple[Path, str]:
 
 def check_init(init: str) -> None:
     """Fail fast unless ``init`` is a CLIP checkpoint, or a CLIP config folder with its processor."""
-    from clipscore.families import family_of
-    from clipscore.families.hf import check_processor
+    from clipscore.models import family_of
+    from clipscore.models.hf import check_processor
     from clipscore.training.loop import is_config_only
 
     if is_config_only(init):  # a config to train from scratch
@@ -89,8 +89,9 @@ def stage(spark: SparkSession, options: TrainOptions, staging: str) -> None:
     def load(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         from transformers import AutoProcessor
 
-        from clipscore.image_loader import ImageLoader
-        from clipscore.preprocess import ImagePreprocessor, caption_error
+        from clipscore.images.loader import ImageLoader
+        from clipscore.models.preprocess import ImagePreprocessor
+        from clipscore.scoring.captions import caption_error
 
         preprocess = ImagePreprocessor(AutoProcessor.from_pretrained(init).image_processor)
         if not preprocess.split or preprocess.output_size() is None:
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``jobs/train.py`` takes the flags of ``clipscore train``."""
     import sys
 
-    from clipscore.cli import main as cli_main
+    from clipscore.jobs.cli import main as cli_main
 
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 

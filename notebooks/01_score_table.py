@@ -16,7 +16,7 @@ dbutils.widgets.dropdown("precision", "auto", ["auto", "fp32", "fp16", "bf16"], 
 
 # COMMAND ----------
 
-from clipscore.config import default_config_path, load_config
+from clipscore.config.job import default_config_path, load_config
 from clipscore.jobs.score import run_score
 
 cfg = load_config(

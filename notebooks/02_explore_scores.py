@@ -15,10 +15,10 @@ dbutils.widgets.text("category_col", "", "Category column for the report (option
 
 # COMMAND ----------
 
-from clipscore.config import default_config_path, load_config
+from clipscore.config.job import default_config_path, load_config
 from clipscore.jobs.explore import lowest_scoring, rows_per_band
 from clipscore.jobs.provenance import table_provenance
-from clipscore.report import pairs_html
+from clipscore.report.html import pairs_html
 
 table = dbutils.widgets.get("table")
 cfg = load_config(

@@ -18,7 +18,7 @@ dbutils.widgets.dropdown("rescore_all", "false", ["false", "true"], "Re-score ro
 
 # COMMAND ----------
 
-from clipscore.config import default_config_path, load_config
+from clipscore.config.job import default_config_path, load_config
 from clipscore.jobs.merge import run_merge
 from clipscore.jobs.provenance import delta_identifier
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from clipscore.synthetic import csv_field  # one CSV quoting rule for both samples
+from clipscore.devtools.synthetic import csv_field  # one CSV quoting rule for both samples
 
 log = logging.getLogger("make_sample_data")
 

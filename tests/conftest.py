@@ -29,14 +29,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    from clipscore.random_model import build_random_clip
+    from clipscore.devtools.random_model import build_random_clip
 
     return str(build_random_clip(tmp_path_factory.mktemp("models") / "tiny-clip", tiny=True, seed=0))
 
 
 @pytest.fixture(scope="session")
 def tiny_cfg(tiny_model_dir):
-    from clipscore.config import ScoreConfig
+    from clipscore.config.job import ScoreConfig
 
     return ScoreConfig(model=tiny_model_dir, device="cpu", precision="fp32", batch_size=4, http_timeout_s=2.0,
                        allow_private_urls=True)  # the test HTTP server is on loopback
@@ -45,7 +45,7 @@ def tiny_cfg(tiny_model_dir):
 @pytest.fixture(scope="session")
 def family_dirs(tmp_path_factory) -> dict[str, str]:
     """Tiny random models of the other families, saved as their libraries save them (offline)."""
-    from clipscore.random_families import build_random_open_clip, build_random_siglip, build_random_siglip2
+    from clipscore.devtools.random_families import build_random_open_clip, build_random_siglip, build_random_siglip2
 
     root = tmp_path_factory.mktemp("families")
     return {
@@ -203,8 +203,8 @@ def pairs_scored(pair_log: Path) -> int:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory, model_load_log, pair_log):
     from clipscore.jobs.session import local_session
-    from clipscore.model import LOAD_LOG_ENV
-    from clipscore.scorer import PAIR_LOG_ENV
+    from clipscore.models.runtime import LOAD_LOG_ENV
+    from clipscore.scoring.scorer import PAIR_LOG_ENV
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     os.environ["PYSPARK_PYTHON"] = sys.executable

@@ -28,7 +28,7 @@ def main() -> None:
         .config("spark.ui.showConsoleProgress", "false")
     )
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
-    from clipscore.config import ScoreConfig
+    from clipscore.config.job import ScoreConfig
     from clipscore.jobs.merge import run_merge
     from clipscore.jobs.provenance import table_provenance
     from clipscore.jobs.score import run_score

@@ -17,8 +17,8 @@ from pyspark.sql import SparkSession
 
 
 def probe(batches):
-    from clipscore.config import ScoreConfig
-    from clipscore.model import gpu_ordinal
+    from clipscore.config.job import ScoreConfig
+    from clipscore.models.runtime import gpu_ordinal
     from clipscore.udfs.clip_udf import assigned_gpus, score_iterator
 
     for batch in batches:

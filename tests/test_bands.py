@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from clipscore.bands import ERROR_BAND, assign_bands, band_labels
+from clipscore.schema.bands import ERROR_BAND, assign_bands, band_labels
 
 EDGES = (0.15, 0.20, 0.25, 0.28, 0.30, 0.35)
 

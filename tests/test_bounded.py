@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from clipscore.config import ScoreConfig
-from clipscore.errors import ERROR_CODES
-from clipscore.image_loader import ImageLoader, PixelBudget
-from clipscore.scorer import PairScorer
+from clipscore.config.job import ScoreConfig
+from clipscore.schema.errors import ERROR_CODES
+from clipscore.images.loader import ImageLoader, PixelBudget
+from clipscore.scoring.scorer import PairScorer
 from conftest import encode, photo_like
 
 
@@ -82,7 +82,7 @@ def test_format_allow_list_is_configurable(odd_images):
 
 
 def test_eps_in_the_allow_list_is_a_config_error():
-    from clipscore.config import ConfigError
+    from clipscore.config.coerce import ConfigError
 
     with pytest.raises(ConfigError, match="Ghostscript"):
         ScoreConfig(image_formats=("PNG", "EPS"))
@@ -129,8 +129,8 @@ _CHILD = r"""
 import io, json, sys, threading, time
 import pandas as pd, psutil
 from PIL import Image
-from clipscore.config import ScoreConfig
-from clipscore.scorer import score_pandas
+from clipscore.config.job import ScoreConfig
+from clipscore.scoring.scorer import score_pandas
 spec = json.loads(sys.argv[1])
 cfg = ScoreConfig(**spec["cfg"])
 images = [open(p, "rb").read() for p in spec["paths"]]
@@ -254,7 +254,7 @@ repo = os.path.join(cache, "models--acme--tiny-clip")
 shutil.copytree(src, os.path.join(repo, "snapshots", commit))
 os.makedirs(os.path.join(repo, "refs"))
 open(os.path.join(repo, "refs", "main"), "w").write(commit)
-from clipscore.families import check_model_loadable
+from clipscore.models import check_model_loadable
 print(check_model_loadable("acme/tiny-clip"), check_model_loadable(src))
 """
 

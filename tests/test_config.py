@@ -4,7 +4,8 @@ from dataclasses import fields
 import pytest
 import yaml
 
-from clipscore.config import ConfigError, ScoreConfig, default_config_path, load_config
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig, default_config_path, load_config
 
 
 def test_default_yaml_matches_dataclass_defaults():
@@ -88,8 +89,8 @@ def test_python_construction_coerces_like_yaml_and_flags():
 
 
 def test_scoring_and_job_options_split_and_validate_alike():
-    from clipscore.config import JobOptions
-    from clipscore.options import ScoringOptions
+    from clipscore.config.job import JobOptions
+    from clipscore.config.options import ScoringOptions
 
     cfg = ScoreConfig(merge_keys="id", batch_size="8", input="src")
     assert isinstance(cfg.scoring, ScoringOptions) and not isinstance(cfg.scoring, JobOptions)
@@ -106,7 +107,7 @@ def test_scoring_and_job_options_split_and_validate_alike():
 
 
 def test_load_config_reads_the_packaged_defaults_like_the_cli(tmp_path, monkeypatch):
-    import clipscore.config as config
+    import clipscore.config.job as config
 
     conf = tmp_path / "default.yaml"
     conf.write_text("batch_size: 7\nmodel: from-defaults\n")
@@ -116,7 +117,7 @@ def test_load_config_reads_the_packaged_defaults_like_the_cli(tmp_path, monkeypa
 
 
 def test_models_list_names_and_precedence(tmp_path):
-    from clipscore.options import ModelSpec
+    from clipscore.config.options import ModelSpec
 
     cfg = ScoreConfig(models=["b32=openai/clip-vit-base-patch32", {"model": "google/siglip-base-patch16-224",
                                                                    "revision": "abc"}])

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipscore.coerce import ConfigError
-from clipscore.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_bounded, groups_in_cluster, train_centroids
-from clipscore.synthetic import COPY_KINDS, generate, near_copy
+from clipscore.config.coerce import ConfigError
+from clipscore.retrieval.dedup import DUPLICATE_OF, GROUP_SIZE, assign, groups_bounded, groups_in_cluster, train_centroids
+from clipscore.devtools.synthetic import COPY_KINDS, generate, near_copy
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
 THRESHOLD = 0.97
@@ -173,7 +173,7 @@ def test_dedup_refuses_a_repeated_key_and_a_bad_threshold(spark, planted, tmp_pa
 
 
 def test_dedup_cli_prints_the_groups(spark, planted, capsys):
-    from clipscore.cli import main
+    from clipscore.jobs.cli import main
 
     path, _ = planted
     assert main(["dedup", "--input", path, "--threshold", str(THRESHOLD)]) == 0

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipscore.columns import decode_embedding
-from clipscore.scorer import PairScorer
-from clipscore.synthetic import generate
+from clipscore.schema.columns import decode_embedding
+from clipscore.scoring.scorer import PairScorer
+from clipscore.devtools.synthetic import generate
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
 

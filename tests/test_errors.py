@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from clipscore import errors
+from clipscore.schema import errors
 from clipscore.jobs.summary import summary_from_metrics, summary_metrics
 
 RELIABILITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"

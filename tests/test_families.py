@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from clipscore.columns import planned_columns
-from clipscore.config import ConfigError, ScoreConfig
-from clipscore.families import describe, family_of
-from clipscore.scorer import PairScorer
+from clipscore.scoring.plan import planned_columns
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig
+from clipscore.models import describe, family_of
+from clipscore.scoring.scorer import PairScorer
 from family_reference import reference_clip, reference_open_clip, reference_siglip, reference_siglip2
 
 IMAGES = ("jpeg", "png", "rgba", "very_wide", "grayscale", "cmyk_jpeg")
@@ -175,7 +176,7 @@ def test_bands_follow_the_configured_column(models, tiny_cfg, odd_images):
         out = scorer.score_frame(pd.Series([odd_images["jpeg"], odd_images["png"]]), pd.Series(["a dog", "a cat"]))
     finally:
         scorer.close()
-    from clipscore.bands import assign_bands
+    from clipscore.schema.bands import assign_bands
 
     assert out["score_band"].tolist() == assign_bands(out["probability"], (1e-5, 0.5)).tolist()
     with pytest.raises(ConfigError, match="gives no probability"):
@@ -202,7 +203,7 @@ def test_an_unknown_model_type_fails_fast(tmp_path, tiny_model_dir):
 def test_two_model_spark_job_equals_each_model_alone(spark, tmp_path, models, tiny_cfg, odd_images, bad_images):
     from clipscore.jobs.provenance import table_provenance
     from clipscore.jobs.score import run_score
-    from clipscore.scorer import score_pandas
+    from clipscore.scoring.scorer import score_pandas
 
     names = ["jpeg", "png", "rgba", "very_wide", "grayscale"]
     frame = pd.DataFrame({"id": [f"g{i}" for i in range(len(names))] + ["bad", "null"],
@@ -233,7 +234,7 @@ def test_two_model_spark_job_equals_each_model_alone(spark, tmp_path, models, ti
 
 
 def test_cli_takes_repeated_models_and_fails_fast_on_a_bad_one(tmp_path, models, capsys):
-    from clipscore.cli import build_parser, config_from_args, main
+    from clipscore.jobs.cli import build_parser, config_from_args, main
 
     args = build_parser().parse_args(["score", "--input", "x", "--output", "y", "--model", f"a={models['clip']}",
                                       "--model", models["siglip"]])
@@ -265,7 +266,7 @@ def test_open_clip_names_fail_fast_and_refuse_pickles(tmp_path, name, message):
 
 def test_open_clip_checkpoint_file_scores_like_the_folder(models, family_dirs, tiny_cfg, odd_images):
     """open_clip:ARCH/file.safetensors (a registered architecture) = the same model as its folder."""
-    from clipscore.random_families import register_tiny_open_clip_arch
+    from clipscore.devtools.random_families import register_tiny_open_clip_arch
 
     arch = register_tiny_open_clip_arch(family_dirs["open_clip"])
     weights = f"{family_dirs['open_clip']}/open_clip_model.safetensors"

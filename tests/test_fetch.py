@@ -21,9 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-import clipscore.reach as reach_module
-from clipscore.config import ScoreConfig
-from clipscore.fetch import Fetcher, FetchError, redact_url
+import clipscore.io.reach as reach_module
+from clipscore.config.job import ScoreConfig
+from clipscore.io.fetch import Fetcher
+from clipscore.io.fetch_errors import FetchError, redact_url
 
 from conftest import loopback_server
 
@@ -607,7 +608,7 @@ def test_fsspec_listed_scheme_reads_with_the_size_cap():
 
 
 def test_malformed_urls_are_invalid_not_transient():
-    from clipscore.errors import TRANSIENT_CODES
+    from clipscore.schema.errors import TRANSIENT_CODES
 
     fetcher = Fetcher(ScoreConfig(http_retries=2))
     for url in ("http://", "http://exa mple.com/x.jpg", "http://[::1/x.jpg"):

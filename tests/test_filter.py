@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipscore.coerce import ConfigError
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs.filter import FilterOptions, run_filter
 from clipscore.jobs.provenance import table_provenance
 
@@ -91,7 +91,7 @@ def test_missing_column_fails_before_writing(spark, scored_table, tmp_path):
 
 
 def test_filter_from_the_command_line(spark, scored_table, tmp_path):
-    from clipscore.cli import main
+    from clipscore.jobs.cli import main
 
     path, df = scored_table
     out = str(tmp_path / "cli_top")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipscore.model import gpu_ordinal, resolve_device
+from clipscore.models.runtime import gpu_ordinal, resolve_device
 from clipscore.udfs.clip_udf import assigned_gpus
 
 REPO = Path(__file__).resolve().parents[1]

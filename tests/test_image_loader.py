@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipscore.config import ScoreConfig
-from clipscore.frames import open_reference_rgb
-from clipscore.image_loader import ImageLoader
+from clipscore.config.job import ScoreConfig
+from clipscore.images.frames import open_reference_rgb
+from clipscore.images.loader import ImageLoader
 
 
 @pytest.fixture()

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from pyspark.sql import types as T
 
-from clipscore.bands import band_labels
-from clipscore.cli import main as cli_main
-from clipscore.config import ConfigError
+from clipscore.schema.bands import band_labels
+from clipscore.jobs.cli import main as cli_main
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs.score import run_score
-from clipscore.scorer import score_pandas
+from clipscore.scoring.scorer import score_pandas
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +169,7 @@ def test_unloadable_model_fails_before_scoring(spark, tmp_path, tiny_cfg, parque
 
 
 def test_hub_model_without_network_says_how_to_use_a_local_folder(monkeypatch):
-    from clipscore.families import check_model_loadable
+    from clipscore.models import check_model_loadable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="pass --model /path/to/model"):

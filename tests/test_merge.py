@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from clipscore import __version__
-from clipscore.config import ConfigError
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs.merge import run_merge
 from clipscore.jobs.provenance import PROVENANCE_COLUMNS, score_fingerprint, table_provenance
 from clipscore.jobs.score import run_score

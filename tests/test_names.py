@@ -15,13 +15,13 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.config import ConfigError
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs.explore import lowest_scoring
 from clipscore.jobs.merge import merge_sql, run_merge
 from clipscore.jobs.provenance import delta_identifier, table_provenance
 from clipscore.jobs.score import run_score
 from clipscore.jobs.tables import check_names, col, parse_table_name, quote_identifier, table_identifier
-from clipscore.scorer import score_pandas
+from clipscore.scoring.scorer import score_pandas
 
 IMAGES = ("jpeg", "png", "grayscale", "webp")
 

@@ -125,7 +125,7 @@ def test_explore_notebook_runs_on_a_scored_table(spark, odd_images, tmp_path):
 
 def test_search_notebook_runs_on_a_table_with_embeddings(spark, tiny_cfg, tmp_path):
     from clipscore.jobs.score import run_score
-    from clipscore.synthetic import generate
+    from clipscore.devtools.synthetic import generate
 
     model = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
     df = generate(12, seed=41)

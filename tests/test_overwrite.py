@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from clipscore.config import ConfigError
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs import tables
 from clipscore.jobs.score import run_score
-from clipscore.families import check_model_loadable
+from clipscore.models import check_model_loadable
 
 IMAGES = ("jpeg", "png", "grayscale", "webp")
 OLD_SCHEMA = "id string, image binary, caption string, similarity float, score_band string, score_error string"

@@ -21,13 +21,13 @@ def test_wheel_maps_generic_folders_under_clipscore(tmp_path):
                      "clipscore/templates/report.html", "clipscore/jobs/report.py", "clipscore/training/loop.py"):
         assert expected in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "clipscore = clipscore.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "clipscore = clipscore.jobs.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_the_core_imports_no_spark():
     code = (
-        "import sys, clipscore.scorer, clipscore.image_loader, clipscore.bands, clipscore.random_model,"
-        " clipscore.families.clip, clipscore.families.siglip, clipscore.families.openclip, clipscore.random_families;"
+        "import sys, clipscore.scoring.scorer, clipscore.images.loader, clipscore.schema.bands, clipscore.devtools.random_model,"
+        " clipscore.models.clip, clipscore.models.siglip, clipscore.models.openclip, clipscore.devtools.random_families;"
         "print([m for m in sys.modules if m.split('.')[0] == 'pyspark'])"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from clipscore.config import ScoreConfig
-from clipscore.frames import FrameDecoder
-from clipscore.image_loader import ImageLoader
-from clipscore.preprocess import ImagePreprocessor
-from clipscore.scorer import PairScorer
+from clipscore.config.job import ScoreConfig
+from clipscore.images.frames import FrameDecoder
+from clipscore.images.loader import ImageLoader
+from clipscore.models.preprocess import ImagePreprocessor
+from clipscore.scoring.scorer import PairScorer
 
 from conftest import encode, photo_like
 
@@ -29,7 +29,7 @@ FORMATS = {"JPEG": {"quality": 88}, "PNG": {}, "WEBP": {"quality": 90}, "BMP": {
 
 @pytest.fixture(scope="session")
 def b32_dir(tmp_path_factory) -> str:
-    from clipscore.random_model import build_random_clip
+    from clipscore.devtools.random_model import build_random_clip
 
     return str(build_random_clip(tmp_path_factory.mktemp("models") / "b32", vit_b32=True, seed=0))
 

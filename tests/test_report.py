@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from clipscore.jobs.report import ReportOptions, run_report
-from clipscore.synthetic import generate
+from clipscore.devtools.synthetic import generate
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
 SECTIONS = ("summary", "distribution", "categories", "lowest", "highest", "borderline", "matrix", "mislabels")
@@ -83,7 +83,7 @@ def test_report_without_a_recorded_model_still_renders(spark, scored, tmp_path):
 
 
 def test_report_from_the_command_line(scored, tmp_path):
-    from clipscore.cli import main
+    from clipscore.jobs.cli import main
 
     html = tmp_path / "cli.html"
     assert main(["report", "--input", scored[0], "--output", str(html), "--category-col", "shape", "--sample", "6",

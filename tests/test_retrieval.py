@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from clipscore.coerce import ConfigError
-from clipscore.columns import decode_embedding
-from clipscore.suggest import Candidates, suggest
-from clipscore.synthetic import generate
-from clipscore.vectors import TopK, decode_matrix, detect_dtype, merge_top_k, top_k
+from clipscore.config.coerce import ConfigError
+from clipscore.schema.columns import decode_embedding
+from clipscore.retrieval.suggest import Candidates, suggest
+from clipscore.devtools.synthetic import generate
+from clipscore.retrieval.vectors import TopK, decode_matrix, detect_dtype, merge_top_k, top_k
 
 MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
 SWAPS = 5  # pairs of rows whose captions are exchanged
@@ -105,8 +105,8 @@ def _brute_force(spark, path: str, query: np.ndarray, column: str, k: int) -> pd
                                             ({"image": 3}, "text"), ({"image": 3}, "image")])
 def test_search_equals_brute_force_top_k(spark, scored, tmp_path, query, against):
     from clipscore.jobs.search import SearchOptions, run_search
-    from clipscore.options import ScoringOptions
-    from clipscore.query import embed_query
+    from clipscore.config.options import ScoringOptions
+    from clipscore.scoring.query import embed_query
 
     path, df = scored
     if "image" in query:
@@ -127,8 +127,8 @@ def test_text_queries_return_images_of_that_colour_and_shape(spark, scored):
     knows colours well and shapes less (a 0.8M-parameter model): the bars are far above chance
     (1 in 8 for a colour, 1 in 48 for a colour and a shape) but below perfect."""
     from clipscore.jobs.search import SearchOptions, run_search
-    from clipscore.options import ScoringOptions
-    from clipscore.query import embed_query
+    from clipscore.config.options import ScoringOptions
+    from clipscore.scoring.query import embed_query
 
     path, df = scored
     rows = spark.read.format("delta").load(path).select("id", "image_embedding").toPandas().dropna()
@@ -191,7 +191,7 @@ def test_image_query_by_url_on_loopback(spark, scored):
 
 
 def test_search_writes_its_rows_and_the_cli_prints_them(spark, scored, tmp_path, capsys):
-    from clipscore.cli import main
+    from clipscore.jobs.cli import main
 
     path, _ = scored
     assert main(["search", "--input", path, "--text", "a green circle", "--k", "4", "--columns", "id,caption"]) == 0
@@ -270,7 +270,7 @@ def test_suggest_samples_candidates_beyond_the_limit(spark, scored):
 
 
 def test_suggest_cli(spark, scored, capsys):
-    from clipscore.cli import main
+    from clipscore.jobs.cli import main
 
     path, _ = scored
     assert main(["suggest", "--input", path, "--below", "0.5", "--show", "3"]) == 0

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from clipscore.config import ConfigError
+from clipscore.config.coerce import ConfigError
 from clipscore.jobs import staging
 from clipscore.jobs.merge import run_merge
 from clipscore.jobs.score import MAX_BYTES_KEY, MAX_RECORDS_KEY, add_scores, run_score
@@ -93,7 +93,7 @@ def test_drop_columns_keeps_large_inputs_out_of_the_output(spark, tiny_cfg, pair
 
 
 def test_score_pandas_is_bounded_by_batch_size(tiny_cfg, odd_images, monkeypatch):
-    from clipscore.scorer import PairScorer, score_pandas
+    from clipscore.scoring.scorer import PairScorer, score_pandas
 
     seen = []
     original = PairScorer.prepare

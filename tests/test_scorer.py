@@ -5,9 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from clipscore.families import load_model
-from clipscore.model import MODEL_CACHE, ModelKey
-from clipscore.scorer import PairScorer, score_pandas
+from clipscore.models import load_model
+from clipscore.models.cache import MODEL_CACHE
+from clipscore.models.runtime import ModelKey
+from clipscore.scoring.scorer import PairScorer, score_pandas
 
 CAPTIONS = ["a photo of a cat", "two dogs playing in the snow, with a red ball", "a diagram", "x" * 400]
 
@@ -171,7 +172,7 @@ def test_both_int8_backends_quantise_and_stay_close(tiny_model_dir):
     import torch
     from transformers import CLIPModel
 
-    from clipscore.model import int8_backend, quantize_int8
+    from clipscore.models.runtime import int8_backend, quantize_int8
 
     assert int8_backend() == "torch.ao"
     model = CLIPModel.from_pretrained(tiny_model_dir).eval()

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clipscore.config import ScoreConfig
-from clipscore.scorer import PairScorer
-from clipscore.synthetic import generate, swapped_captions
+from clipscore.config.job import ScoreConfig
+from clipscore.scoring.scorer import PairScorer
+from clipscore.devtools.synthetic import generate, swapped_captions
 from clipscore.training.metrics import roc_auc
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes"

@@ -22,9 +22,9 @@ import sentencepiece as spm
 from PIL import Image
 from pyspark.sql import functions as F
 
-from clipscore.config import ScoreConfig
-from clipscore.random_families import build_random_siglip, build_random_siglip2, build_random_siglip2_fixed
-from clipscore.scorer import PairScorer
+from clipscore.config.job import ScoreConfig
+from clipscore.devtools.random_families import build_random_siglip, build_random_siglip2, build_random_siglip2_fixed
+from clipscore.scoring.scorer import PairScorer
 from conftest import encode, photo_like
 from family_reference import _reference_sigmoid_family, big_vision_canonicalize
 

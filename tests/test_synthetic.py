@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from clipscore import synthetic
-from clipscore.synthetic import COLORS, COUNT_WORDS, PLURALS, POSITIONS, SCALES, SHAPES, VOCABULARY
+from clipscore.devtools import synthetic
+from clipscore.devtools.synthetic import COLORS, COUNT_WORDS, PLURALS, POSITIONS, SCALES, SHAPES, VOCABULARY
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +228,7 @@ def test_near_copies_decode_and_keep_their_size_rule():
 
     from PIL import Image
 
-    from clipscore.synthetic import COPY_KINDS, generate, near_copy
+    from clipscore.devtools.synthetic import COPY_KINDS, generate, near_copy
 
     png = generate(1, seed=3, size=64).image[0]
     sizes = {kind: Image.open(io.BytesIO(near_copy(png, kind))).size for kind in COPY_KINDS}

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from clipscore.coerce import ConfigError
-from clipscore.config import ScoreConfig
-from clipscore.scorer import PairScorer
-from clipscore.synthetic import generate
+from clipscore.config.coerce import ConfigError
+from clipscore.config.job import ScoreConfig
+from clipscore.scoring.scorer import PairScorer
+from clipscore.devtools.synthetic import generate
 from clipscore.training.metrics import recall_at_k, roc_auc
 from clipscore.training.options import TrainOptions
 from family_reference import reference_clip
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def init_dir(tmp_path_factory) -> str:
-    from clipscore.training.recipe import write_init
+    from clipscore.devtools.recipe import write_init
 
     return str(write_init(tmp_path_factory.mktemp("init") / "tiny", image_size=32, width=32, layers=2, projection=32, patch=8))
 
@@ -100,7 +100,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(spark, shapes, init_dir, tmp_p
 
     out = tmp_path / "resumed"
     work = Path(str(out) + ".clipscore-train")
-    cmd = [sys.executable, "-m", "clipscore.cli", "train", "--input", shapes[0], "--init", init_dir, "--output", str(out),
+    cmd = [sys.executable, "-m", "clipscore.jobs.cli", "train", "--input", shapes[0], "--init", init_dir, "--output", str(out),
            "--epochs", "3", "--batch-size", "32", "--lr", "3e-3", "--val-fraction", "0.2", "--set", "checkpoint_every=2",
            "--master", "local[1]"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from clipscore.model import gpu_ordinal, resolve_device, resolve_precision
+from clipscore.models.runtime import gpu_ordinal, resolve_device, resolve_precision
 from clipscore.udfs.clip_udf import assigned_gpus, reslice, score_iterator
 
 

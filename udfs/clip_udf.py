@@ -6,7 +6,7 @@ batches (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows) are re-sliced to
 before they reach the model, and the scorer prepares the next slice while the model runs.
 
 The device is the GPU that Spark assigned to this task (``TaskContext.resources()["gpu"]``), else
-the first visible GPU, else the CPU; see ``clipscore.model.resolve_device``.
+the first visible GPU, else the CPU; see ``clipscore.models.runtime.resolve_device``.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Iterator, Sequence
 
 import pandas as pd
 
-from clipscore.columns import STATUS_COLUMNS, column_type
-from clipscore.options import ScoringOptions
+from clipscore.schema.columns import STATUS_COLUMNS, column_type
+from clipscore.config.options import ScoringOptions
 
 # Besides the core's columns, what actually ran on this worker (resolved from ``auto``): the device
 # class (cpu/cuda) and precision, for provenance and the score fingerprint.
@@ -54,7 +54,7 @@ def score_iterator(options: ScoringOptions, batches: Iterator[tuple[pd.Series, p
     ``columns``: what the driver planned (``planned_columns``); the models loaded here must give
     exactly those, or the task fails loudly (a model folder changed under the job).
     """
-    from clipscore.scorer import PairScorer
+    from clipscore.scoring.scorer import PairScorer
 
     scorer = PairScorer.from_config(options, assigned_gpus())
     cfg = scorer.cfg
@@ -78,7 +78,7 @@ def make_score_udf(options: ScoringOptions, columns: Sequence[str] | None = None
     """
     from pyspark.sql.functions import pandas_udf
 
-    from clipscore.columns import planned_columns
+    from clipscore.scoring.plan import planned_columns
 
     options = options.scoring
     columns = tuple(columns) if columns is not None else planned_columns(options)

@@ -198,7 +198,7 @@ def train_worker(options: dict, staging: str, work_dir: str) -> dict[str, Any]:
     """Train in this process (one of ``WORLD_SIZE``); rank 0 returns the history and writes checkpoints."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from clipscore.preprocess import CaptionTokenizer, ImagePreprocessor
+    from clipscore.models.preprocess import CaptionTokenizer, ImagePreprocessor
 
     opts = TrainOptions(**options)
     run = _Run(opts, staging, work_dir)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from clipscore.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.coerce import ConfigError, choice, coerce_fields
 
 INPUT_FORMATS = ("auto", "delta", "parquet", "csv", "table")
 

@@ -1,0 +1,53 @@
+"""The columns a scoring run adds, from its models: one place for the core, the UDF and the jobs.
+
+One model: ``similarity`` (cosine of the two embeddings), plus ``probability`` for sigmoid-trained
+families (SigLIP: sigmoid(exp(logit_scale) * cos + logit_bias)). Several models: the primary's (the
+first) under those names, and every model's under ``similarity_<name>``/``probability_<name>``.
+With ``write_embeddings``: ``image_embedding`` and ``text_embedding`` (binary: the unit-length vector's
+``embedding_dtype`` values, little-endian; ``_<name>`` per model when several run). Then
+``score_band`` (the bands of the primary's ``band_column``) and ``score_error``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+PRIMARY_COLUMNS = ("similarity", "probability")
+STATUS_COLUMNS = ("score_band", "score_error")
+EMBEDDING_COLUMNS = ("image_embedding", "text_embedding")
+ALL_MODEL_COLUMN_PREFIXES = ("similarity_", "probability_", "image_embedding", "text_embedding")
+
+
+def score_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False) -> tuple[str, ...]:
+    """Score (and embedding) columns in output order, for (name, has_probability) per model, primary first."""
+    (primary, primary_probability), *_ = models
+    columns = ["similarity", *(["probability"] if primary_probability else [])]
+    if len(models) > 1:
+        for name, probability in models:
+            columns += [f"similarity_{name}", *([f"probability_{name}"] if probability else [])]
+    if embeddings:
+        suffixes = [f"_{name}" for name, _ in models] if len(models) > 1 else [""]
+        columns += [f"{kind}{suffix}" for suffix in suffixes for kind in EMBEDDING_COLUMNS]
+    return tuple(columns)
+
+
+def output_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False) -> tuple[str, ...]:
+    return (*score_columns(models, embeddings), *STATUS_COLUMNS)
+
+
+def column_type(name: str) -> str:
+    """The Spark type of an output column: binary embeddings, string status, float scores."""
+    if name.startswith(EMBEDDING_COLUMNS):
+        return "binary"
+    return "string" if name in STATUS_COLUMNS else "float"
+
+
+def decode_embedding(value: bytes | None, dtype: str = "float16"):
+    """A stored embedding cell back to a float32 numpy vector (None stays None)."""
+    import numpy as np
+
+    return None if value is None else np.frombuffer(value, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float32)
+
+
+def is_score_column(name: str) -> bool:
+    """Whether a column is one a scoring run writes (replaced when a table is scored again)."""
+    return name in PRIMARY_COLUMNS or name in STATUS_COLUMNS or name.startswith(ALL_MODEL_COLUMN_PREFIXES)
