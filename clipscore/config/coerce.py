@@ -13,6 +13,18 @@ import typing
 from typing import Any
 
 
+class Options:
+    """The base of every option object: a frozen dataclass that coerces and validates its fields in
+    ``__post_init__`` (so building one from Python is as safe as from YAML or flags)."""
+
+    def replace(self, **changes: Any):
+        """A validated copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 class ConfigError(ValueError):
     """Bad configuration: raised before any work starts, with a message that says what to change."""
 

@@ -19,11 +19,10 @@ from typing import Any, Mapping
 import yaml
 
 from clipscore.config.coerce import ConfigError, choice, coerce_fields, coerce_value, type_hints
-from clipscore.config.options import BAND_COLUMNS, DEFAULT_MODEL, DEVICES, PRECISIONS, PREPROCESS_MODES, ModelSpec, ScoringOptions  # noqa: F401 - re-exported: the names users import from here
+from clipscore.config.choices import (  # noqa: F401 - re-exported: the names users import from here
+    BAND_COLUMNS, DEVICES, INPUT_FORMATS, OUTPUT_FORMATS, PRECISIONS, PREPROCESS_MODES, WRITE_MODES)
+from clipscore.config.options import DEFAULT_MODEL, ModelSpec, ScoringOptions  # noqa: F401 - re-exported
 
-INPUT_FORMATS = ("auto", "delta", "parquet", "csv", "table")
-OUTPUT_FORMATS = ("delta", "parquet")
-WRITE_MODES = ("overwrite", "append", "error")
 # Options that were renamed or folded into another one: what to write instead.
 RENAMED = {"jpeg_draft": "preprocess=fast (JPEG DCT-scaled decode, and reduced frames for other formats)"}
 _MODEL_KEYS = ("model", "model_revision")

@@ -12,15 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from clipscore.config.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.choices import BAND_COLUMNS, DEVICES, EMBEDDING_DTYPES, PRECISIONS, PREPROCESS_MODES
+from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
-PREPROCESS_MODES = ("exact", "fast")
-BAND_COLUMNS = ("similarity", "probability")
-EMBEDDING_DTYPES = ("float16", "float32")
 _NEVER_DECODE = ("EPS", "PS", "PDF")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
@@ -86,7 +82,7 @@ def default_name(model: str) -> str:
 
 
 @dataclass(frozen=True)
-class ScoringOptions:
+class ScoringOptions(Options):
     # --- models ----------------------------------------------------------------------------------
     # One model: ``model`` (+ ``model_revision``). Several: ``models``; the first is the primary,
     # which fills ``similarity`` (and ``probability``), the bands and the partitioning.

@@ -28,12 +28,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from clipscore.config.choices import PREPROCESS_MODES
+
 try:  # libjpeg-turbo into numpy; without it every JPEG goes through Pillow (same pixels, slower)
     import simplejpeg
 except ImportError:  # pragma: no cover - a declared dependency
     simplejpeg = None
 
-PREPROCESS_MODES = ("exact", "fast")
 _JPEG_FORMATS = ("JPEG", "MPO")  # an MPO's first frame is a plain JPEG at the start of the file
 _REDUCING_GAP = 2
 # Pillow's arrays are read-only views of a fresh copy; frames are only ever read (resize makes new

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from clipscore.config.coerce import ConfigError
+from clipscore.schema.errors import first_line
 from clipscore.models.base import ImageInput, ScoringModel, Tokenizer
 from clipscore.models.runtime import ModelKey, place, record_load
 from clipscore.models.preprocess import CaptionTokenizer, ImagePreprocessor
@@ -46,7 +47,7 @@ def read_config(model: str, revision: str | None):
         return AutoConfig.from_pretrained(model, revision=revision)
     except Exception as exc:  # noqa: BLE001 - re-raised with what to do about it
         raise ConfigError(f"Could not load model '{model}' ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:300]}).\n" + OFFLINE_HINT.format(model=model)) from None
+                          f"{first_line(exc)}).\n" + OFFLINE_HINT.format(model=model)) from None
 
 
 def check_processor(model: str, revision: str | None) -> None:
@@ -56,7 +57,7 @@ def check_processor(model: str, revision: str | None) -> None:
         AutoProcessor.from_pretrained(model, revision=revision)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"Could not load the processor (image processor and tokenizer) of '{model}' "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}).\n"
+                          f"({type(exc).__name__}: {first_line(exc)}).\n"
                           + OFFLINE_HINT.format(model=model)) from None
     if not is_local(model) and not _hub_has_safetensors(model, revision):
         raise ConfigError(

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from clipscore.config.coerce import ConfigError
+from clipscore.config.extras import require
 from clipscore.models.base import ImageInput, ModelInfo, ScoringModel, Tokenizer
 from clipscore.models.runtime import ModelKey, place, record_load
 
@@ -163,11 +164,7 @@ def _check_hub_safetensors(repo: str, model: str) -> None:
 
 
 def _import():
-    try:
-        import open_clip
-    except ImportError:
-        raise ConfigError("open_clip models need open_clip_torch: pip install 'clipscore[open_clip]'.") from None
-    return open_clip
+    return require("open_clip", "open_clip models")
 
 
 # -------------------------------------------------------------------------------------------------

@@ -2,41 +2,31 @@
 
 Pure pandas and Pillow (no Spark), so it works in a Databricks notebook (``displayHTML``), Jupyter
 (``IPython.display.HTML``) or a static report. Images given as bytes or local paths are embedded as
-base64 JPEG thumbnails; http(s) URLs are linked, not downloaded.
+base64 JPEG thumbnails, read with the scorer's limits; http(s) URLs are linked, not downloaded.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
-import os
 from typing import Any
 
 import pandas as pd
+
+from clipscore.images.thumbnails import data_uri, thumbnails
 
 SCORE_COLUMNS = ("similarity", "score_band", "score_error")
 
 
 def thumbnail_data_uri(image: Any, size: int = 128, base_path: str = "") -> str | None:
-    """A ``data:image/jpeg;base64,...`` thumbnail of encoded bytes or a local file; None if unreadable."""
-    from PIL import Image
+    """A ``data:image/jpeg;base64,...`` thumbnail of encoded bytes or a local file; None if unreadable.
 
-    try:
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            raw = bytes(image)
-        elif isinstance(image, str):
-            path = image[len("file:"):] if image.startswith("file:") else image
-            with open(os.path.join(base_path, path), "rb") as handle:
-                raw = handle.read()
-        else:
-            return None
-        with Image.open(io.BytesIO(raw)) as img:
-            img.thumbnail((size, size))
-            out = io.BytesIO()
-            img.convert("RGB").save(out, format="JPEG", quality=80)
-    except Exception:  # noqa: BLE001 - a broken image is shown as such, never raised in a report
+    Read and decoded by the scorer's loader with its limits (``clipscore.images.thumbnails``).
+    """
+    if not isinstance(image, (bytes, bytearray, memoryview, str)):
         return None
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+    if isinstance(image, str) and image.startswith("file:"):
+        image = image[len("file:"):]
+    (thumb,) = thumbnails([bytes(image) if not isinstance(image, str) else image], size, image_base_path=base_path)
+    return data_uri(thumb, quality=80)
 
 
 def _image_cell(image: Any, size: int, base_path: str) -> str:

@@ -65,6 +65,13 @@ ERROR_CODES: tuple[str, ...] = tuple(CATEGORIES)
 TRANSIENT_CODES: tuple[str, ...] = tuple(c.code for c in _CATEGORIES if c.transient)
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when the message is empty), at most ``limit`` characters:
+    what a one-line reason, log line or ConfigError quotes."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 def row_error(code: str, detail: str) -> str:
     """``"code: detail"`` for a registered category; an unregistered one is a code error."""
     if code not in CATEGORIES:

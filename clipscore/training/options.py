@@ -1,18 +1,17 @@
 """``TrainOptions``: what ``clipscore train`` and ``run_train`` take, coerced and validated on construction."""
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from clipscore.config.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.choices import INPUT_FORMATS
+from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
 
-INPUT_FORMATS = ("auto", "delta", "parquet", "csv", "table")
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(Options):
     # --- data ------------------------------------------------------------------------------------
     input: str | None = None
     output: str | None = None  # the model folder written at the end (safetensors, processor, card)
@@ -67,8 +66,3 @@ class TrainOptions:
         if self.image_col == self.caption_col:
             raise ConfigError("Options 'image_col' and 'caption_col' name the same column; point them at two columns.")
 
-    def replace(self, **changes: Any) -> "TrainOptions":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
