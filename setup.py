@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "clipscore" / "__init__.py").read_text()).group(1)
 
 # The core's layers, bottom up (docs/architecture.md; enforced by tests/core/test_layers.py).
-LAYERS = ("schema", "config", "io", "images", "models", "scoring", "retrieval", "report", "training", "devtools")
+LAYERS = ("schema", "config", "io", "images", "models", "signals", "scoring", "retrieval", "report", "training", "devtools")
 
 setup(
     name="clipscore",

@@ -8,3 +8,5 @@ EMBEDDING_DTYPES = ("float16", "float32")
 INPUT_FORMATS = ("auto", "delta", "parquet", "csv", "table")
 OUTPUT_FORMATS = ("delta", "parquet")
 WRITE_MODES = ("overwrite", "append", "error")
+# Opt-in groups of row facts computed in the scoring pass (``signals:``); docs/curation.md lists their columns.
+SIGNAL_GROUPS = ("image", "caption", "language", "phash")

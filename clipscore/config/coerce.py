@@ -92,6 +92,8 @@ def coerce_value(key: str, hint: Any, raw: Any) -> Any:
 def _split_list(raw: Any, item_type: Any) -> list:
     """A single value where a list is expected: a comma-separated string, or one structured item."""
     if hasattr(item_type, "coerce"):  # structured items (a model spec) are never comma-split
+        if isinstance(raw, dict) and hasattr(item_type, "from_mapping"):  # {name: value, ...}: one item per key
+            return item_type.from_mapping(raw)
         return [raw]
     return [part for part in raw.split(",") if part.strip()]
 

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from clipscore.config.choices import BAND_COLUMNS, DEVICES, EMBEDDING_DTYPES, PRECISIONS, PREPROCESS_MODES
+from clipscore.config.choices import BAND_COLUMNS, DEVICES, EMBEDDING_DTYPES, PRECISIONS, PREPROCESS_MODES, SIGNAL_GROUPS
 from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
+from clipscore.config.signals import ConceptSpec, HeadSpec
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -138,6 +139,15 @@ class ScoringOptions(Options):
     write_embeddings: bool = False
     embedding_dtype: str = "float16"
 
+    # --- curation signals from the same pass (docs/curation.md) ----------------------------------
+    # Row facts, opt-in by group: image (size, format, bytes), caption (chars, words, tokens,
+    # truncated), language (caption_language, caption_language_score), phash (image_phash).
+    signals: tuple[str, ...] = ()
+    # Zero-shot concepts on the primary model: {name: [prompts]} or {name: {positive: [...], negative: [...]}}.
+    concepts: tuple[ConceptSpec, ...] = ()
+    # Small MLPs over the primary model's unit image embedding: {name: path/to/head.safetensors}.
+    heads: tuple[HeadSpec, ...] = ()
+
     def __post_init__(self) -> None:
         coerce_fields(self)
         _resolve_models(self)
@@ -223,6 +233,20 @@ def validate_scoring(opts: ScoringOptions) -> None:
             raise ConfigError(f"Option 'fsspec_schemes' holds '{scheme}'; list remote filesystem schemes such as "
                               "s3, gs, abfss (http(s) and local paths are handled without fsspec).")
     _validate_bands(opts)
+    _validate_signals(opts)
+
+
+def _validate_signals(opts: ScoringOptions) -> None:
+    unknown = [g for g in opts.signals if g not in SIGNAL_GROUPS]
+    if unknown:
+        raise ConfigError(f"Option 'signals' has unknown group(s) {', '.join(unknown)}; choose from "
+                          f"{', '.join(SIGNAL_GROUPS)} (e.g. signals: [image, caption, language, phash]).")
+    if len(set(opts.signals)) != len(opts.signals):
+        object.__setattr__(opts, "signals", tuple(dict.fromkeys(opts.signals)))
+    for kind, items in (("concept", opts.concepts), ("head", opts.heads)):
+        names = [item.name for item in items]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"Two {kind}s share a name in {names}; each becomes a column {kind}_<name>.")
 
 
 def _validate_bands(opts: ScoringOptions) -> None:

@@ -39,6 +39,16 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
+class ImageFacts:
+    """What the header and the bytes say of an image, before any decode: the original's size and format."""
+
+    width: int
+    height: int
+    format: str  # Pillow's format name (JPEG, PNG, WEBP, MPO ...)
+    nbytes: int  # encoded size
+
+
+@dataclass(frozen=True)
 class LoadedImage:
     # What ``reduce`` made of the decoded RGB frame (a small tensor), or the RGB frame itself when
     # no reducer was given.
@@ -47,6 +57,7 @@ class LoadedImage:
     # With ``defer_jpeg`` set, a checked RGB/grayscale JPEG comes back undecoded here instead, for a
     # batched torchvision/nvJPEG decode on the model's device (``gpu_decode``).
     jpeg: bytes | None = None
+    facts: ImageFacts | None = None  # set whenever the image loaded (the header passed every check)
 
 
 def _fail(code: str, detail: str) -> LoadedImage:
@@ -196,15 +207,16 @@ class ImageLoader:
         image = opened
         taken = 0
         try:
+            facts = ImageFacts(image.size[0], image.size[1], str(image.format), len(data))
             if self.defer_jpeg and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
-                return LoadedImage(None, None, jpeg=data)  # header checked; pixels decoded later
+                return LoadedImage(None, None, jpeg=data, facts=facts)  # header checked; pixels decoded later
             width, height = self.frames.frame_size(image)
             # The frame and the processor's shortest-side resize of it (S x S x aspect) share the budget.
             side = max(self.target)
             resized = side * side * max(width, height) // min(width, height)
             taken = self.budget.acquire(width * height + resized)
             frame = self.frames.decode(data, image)
-            return LoadedImage(reduce(frame) if reduce is not None else frame)
+            return LoadedImage(reduce(frame) if reduce is not None else frame, facts=facts)
         except Image.DecompressionBombError as exc:
             return _fail("image_too_large", str(exc))
         except OSError as exc:

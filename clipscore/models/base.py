@@ -17,7 +17,7 @@ A loaded model hands out three parts:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Protocol, Sequence  # noqa: F401
 
 import torch
 
@@ -31,6 +31,7 @@ class ModelInfo:
     family: str
     revision: str | None  # the commit the hub resolved (None for local files)
     has_probability: bool  # a sigmoid-trained model (SigLIP): a probability column besides similarity
+    embedding_dim: int | None = None  # size of the unit embeddings (what a head over them must take)
 
 
 class ImageInput(Protocol):
@@ -89,3 +90,30 @@ class ScoringModel:
     def probability(self, cosine: torch.Tensor) -> torch.Tensor | None:
         """sigmoid(logit_scale * cos + logit_bias) for sigmoid-trained families, else None."""
         return None
+
+    # --- what the curation signals need (clipscore.signals) --------------------------------------
+    context_length: int = 0  # text positions of the tower: a caption with more tokens is truncated
+
+    def token_counts(self, captions: Sequence[str], max_chars: int) -> list[int]:
+        """Tokens per caption with the model's own tokenizer, special tokens included, before truncation."""
+        raise NotImplementedError
+
+    def logit_scale(self) -> float:
+        """exp(logit_scale): the temperature the contrastive loss trained with."""
+        raise NotImplementedError
+
+    def concept_probability(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """P(positive side) for cosines ``[n, P]`` and ``[n, N]``, by the family's own loss.
+
+        Softmax families (CLIP, open_clip CLIP): the softmax over all P + N prompts of
+        ``exp(logit_scale) * cos``, summed over the positive prompts (zero-shot classification as trained).
+        Sigmoid families (SigLIP, SigLIP2, open_clip SigLIP): each prompt's own probability
+        ``sigmoid(exp(logit_scale) * cos + logit_bias)``; the answer is ``p+ / (p+ + p-)`` with ``p+``,
+        ``p-`` the best positive and negative prompt's.
+        """
+        if self.has_probability:
+            best_positive = self.probability(positive.max(dim=1).values)
+            best_negative = self.probability(negative.max(dim=1).values)
+            return best_positive / (best_positive + best_negative).clamp_min(torch.finfo(best_positive.dtype).tiny)
+        logits = self.logit_scale() * torch.cat([positive, negative], dim=1)
+        return torch.softmax(logits, dim=1)[:, : positive.shape[1]].sum(dim=1)

@@ -116,6 +116,16 @@ class TransformersModel(ScoringModel):
     def tokenizer(self, max_chars: int) -> Tokenizer:
         return CaptionTokenizer(self.processor.tokenizer, self.max_length, max_chars, padding=self.padding)
 
+    @property
+    def context_length(self) -> int:
+        return self.max_length
+
+    def token_counts(self, captions, max_chars: int) -> list[int]:
+        return self.tokenizer(max_chars).count(captions)
+
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.float().exp())
+
 
 def check_local_folder(folder: Path, name: str) -> None:
     if not folder.exists():

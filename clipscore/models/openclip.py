@@ -105,7 +105,8 @@ def describe(model: str, revision: str | None) -> ModelInfo:
         _check_hub_safetensors(name.source, model)
     else:
         _check_folder(Path(name.source).expanduser(), model)
-    return ModelInfo("open_clip", None, "init_logit_bias" in _model_cfg(name, open_clip))
+    cfg = _model_cfg(name, open_clip)
+    return ModelInfo("open_clip", None, "init_logit_bias" in cfg, int(cfg["embed_dim"]) if "embed_dim" in cfg else None)
 
 
 def _model_cfg(name: OpenClipName, open_clip: Any) -> dict:
@@ -243,6 +244,22 @@ class OpenClipFamilyModel(ScoringModel):
     def tokenizer(self, max_chars: int) -> Tokenizer:
         tokenize = self._tokenizer
         return lambda captions: {"text": tokenize([c[:max_chars] for c in captions])}
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self._tokenizer, "context_length", 77))
+
+    def token_counts(self, captions, max_chars: int) -> list[int]:
+        """open_clip's tokenizers always pad/cut to the context; count with their own parts, uncut."""
+        tok = self._tokenizer
+        texts = [c[:max_chars] for c in captions]
+        if hasattr(tok, "encode") and hasattr(tok, "sot_token_id"):  # SimpleTokenizer (CLIP BPE): sot + ids + eot
+            return [len(tok.encode(t)) + 2 for t in texts]
+        clean = getattr(tok, "clean_fn", None) or (lambda t: t)
+        return [len(ids) for ids in tok.tokenizer([clean(t) for t in texts], truncation=False)["input_ids"]]
+
+    def logit_scale(self) -> float:
+        return self._scale
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(pixels.to(self.dtype))

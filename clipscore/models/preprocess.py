@@ -192,3 +192,11 @@ class CaptionTokenizer:
             return_tensors="pt",
         )
         return {key: encoded[key] for key in self.keys if key in encoded and key != "token_type_ids"}
+
+    def count(self, captions: Sequence[str]) -> list[int]:
+        """Tokens per caption (cut to ``max_chars`` and normalised as for scoring), special tokens included,
+        with no truncation and no padding: more than ``max_length`` means the model sees a cut caption."""
+        texts = [c[: self.max_chars] for c in captions]
+        if self.normalise is not None:
+            texts = [self.normalise(t) for t in texts]
+        return [len(ids) for ids in self.tokenizer(texts, truncation=False, padding=False)["input_ids"]]

@@ -69,7 +69,16 @@ def describe(model: str, revision: str | None = None) -> ModelInfo:
     config = read_config(model, revision)
     family = family_of(model, revision)
     check_processor(model, revision)
-    return ModelInfo(family, pinned_revision(config, model), family in _SIGMOID_FAMILIES)
+    return ModelInfo(family, pinned_revision(config, model), family in _SIGMOID_FAMILIES, embedding_dim(config, family))
+
+
+def embedding_dim(config, family: str) -> int | None:
+    """The unit embeddings' size, from a transformers config: CLIP's projection, SigLIP's tower width."""
+    if family == "clip":
+        return int(config.projection_dim)
+    text = getattr(config, "text_config", None)
+    size = getattr(text, "projection_size", None) or getattr(getattr(config, "vision_config", None), "hidden_size", None)
+    return int(size) if size else None
 
 
 def computation_version(model: str, revision: str | None = None) -> int:

@@ -4,7 +4,8 @@ One model: ``similarity`` (cosine of the two embeddings), plus ``probability`` f
 families (SigLIP: sigmoid(exp(logit_scale) * cos + logit_bias)). Several models: the primary's (the
 first) under those names, and every model's under ``similarity_<name>``/``probability_<name>``.
 With ``write_embeddings``: ``image_embedding`` and ``text_embedding`` (binary: the unit-length vector's
-``embedding_dtype`` values, little-endian; ``_<name>`` per model when several run). Then
+``embedding_dtype`` values, little-endian; ``_<name>`` per model when several run). Then the curation
+signals asked for (``signal_columns``: row facts, ``concept_<name>``, ``head_<name>``), then
 ``score_band`` (the bands of the primary's ``band_column``) and ``score_error``.
 """
 from __future__ import annotations
@@ -15,6 +16,24 @@ PRIMARY_COLUMNS = ("similarity", "probability")
 STATUS_COLUMNS = ("score_band", "score_error")
 EMBEDDING_COLUMNS = ("image_embedding", "text_embedding")
 ALL_MODEL_COLUMN_PREFIXES = ("similarity_", "probability_", "image_embedding", "text_embedding")
+
+
+# Signal groups -> their columns, in output order (clipscore.signals computes them).
+SIGNAL_COLUMNS = {
+    "image": ("image_width", "image_height", "image_format", "image_bytes"),
+    "caption": ("caption_chars", "caption_words", "caption_tokens", "caption_truncated"),
+    "language": ("caption_language", "caption_language_score"),
+    "phash": ("image_phash",),
+}
+_TYPES = {"image_width": "int", "image_height": "int", "image_bytes": "bigint", "image_format": "string",
+          "caption_chars": "int", "caption_words": "int", "caption_tokens": "int", "caption_truncated": "boolean",
+          "caption_language": "string", "caption_language_score": "float", "image_phash": "string"}
+
+
+def signal_columns(groups: Sequence[str] = (), concepts: Sequence[str] = (), heads: Sequence[str] = ()) -> tuple[str, ...]:
+    """The signal columns of a run: each group's facts (fixed order), ``concept_<name>``, ``head_<name>``."""
+    facts = [c for group in SIGNAL_COLUMNS if group in groups for c in SIGNAL_COLUMNS[group]]
+    return (*facts, *(f"concept_{n}" for n in concepts), *(f"head_{n}" for n in heads))
 
 
 def score_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False) -> tuple[str, ...]:
@@ -30,15 +49,27 @@ def score_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False) 
     return tuple(columns)
 
 
-def output_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False) -> tuple[str, ...]:
-    return (*score_columns(models, embeddings), *STATUS_COLUMNS)
+def output_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False,
+                   signals: Sequence[str] = ()) -> tuple[str, ...]:
+    return (*score_columns(models, embeddings), *signals, *STATUS_COLUMNS)
 
 
 def column_type(name: str) -> str:
-    """The Spark type of an output column: binary embeddings, string status, float scores."""
+    """The Spark type of an output column: binary embeddings, string status, typed facts, float scores."""
     if name.startswith(EMBEDDING_COLUMNS):
         return "binary"
+    if name in _TYPES:
+        return _TYPES[name]
     return "string" if name in STATUS_COLUMNS else "float"
+
+
+def pandas_dtype(name: str) -> str | type:
+    """The pandas dtype the core gives a column: nullable ints and booleans, so a null stays null in Arrow."""
+    return {"float": "float32", "int": "Int32", "bigint": "Int64", "boolean": "boolean"}.get(column_type(name), object)
+
+
+def is_signal_column(name: str) -> bool:
+    return name in _TYPES or name.startswith(("concept_", "head_"))
 
 
 def decode_embedding(value: bytes | None, dtype: str = "float16"):
@@ -50,4 +81,5 @@ def decode_embedding(value: bytes | None, dtype: str = "float16"):
 
 def is_score_column(name: str) -> bool:
     """Whether a column is one a scoring run writes (replaced when a table is scored again)."""
-    return name in PRIMARY_COLUMNS or name in STATUS_COLUMNS or name.startswith(ALL_MODEL_COLUMN_PREFIXES)
+    return (name in PRIMARY_COLUMNS or name in STATUS_COLUMNS or name.startswith(ALL_MODEL_COLUMN_PREFIXES)
+            or is_signal_column(name))

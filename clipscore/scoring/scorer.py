@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from clipscore.schema.bands import assign_bands
-from clipscore.schema.columns import EMBEDDING_COLUMNS, PRIMARY_COLUMNS, STATUS_COLUMNS, column_type, score_columns
+from clipscore.schema.columns import EMBEDDING_COLUMNS, PRIMARY_COLUMNS, STATUS_COLUMNS, pandas_dtype, score_columns
 from clipscore.scoring.encode import Encoder, cosine_rows
 from clipscore.schema.errors import row_error
 from clipscore.models.base import ImageInput, ScoringModel, Tokenizer
@@ -40,6 +40,7 @@ from clipscore.models.runtime import ModelKey, resolve_device, resolve_precision
 from clipscore.config.options import ModelSpec, ScoringOptions
 from clipscore.images.jpeg import JpegDecoder
 from clipscore.scoring.captions import caption_error
+from clipscore.signals.signal_pass import SignalPass
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class PreparedBatch:
     pixel_values: list  # per model: a tensor of its distinct images' inputs, or None
     text_inputs: list  # per model: its tokenizer's tensors for the distinct captions, or None
     index: pd.Index
+    signals: dict = field(default_factory=dict)  # signal column -> values computed before the models
 
 
 def _dedupe(values: Sequence[Any], rows: Iterable[int]) -> tuple[list[Any], dict[int, int]]:
@@ -115,8 +117,9 @@ class PairScorer:
                               model.tokenizer(options.max_caption_chars), Encoder(model, options.batch_size))
                      for spec, model in zip(options.models, models)]
         self.device = models[0].device
-        self.columns = score_columns([(r.spec.name, r.model.has_probability) for r in self.runs],
-                                     options.write_embeddings)
+        self.signals = SignalPass(options, self.runs[0])
+        self.columns = (*score_columns([(r.spec.name, r.model.has_probability) for r in self.runs],
+                                       options.write_embeddings), *self.signals.columns)
         if options.band_column not in self.columns:
             raise RuntimeError(f"band_column={options.band_column} but the primary model "
                                f"{options.primary.model} ({models[0].family}) gives only {', '.join(self.columns)}")
@@ -200,8 +203,9 @@ class PairScorer:
         caption_values = captions.tolist()
         errors = np.array([caption_error(c) for c in caption_values], dtype=object)
 
-        # Load each distinct image reference once; rows whose caption is already bad are skipped.
-        candidate_rows = [i for i in range(n) if errors[i] is None]
+        # Load each distinct image reference once; rows whose caption is already bad are skipped,
+        # unless an image signal (facts, pHash, concepts, heads) is wanted for them too.
+        candidate_rows = list(range(n)) if self.signals.needs_every_image else [i for i in range(n) if errors[i] is None]
         distinct_refs, row_to_ref = _dedupe(image_values, candidate_rows)
         # Each frame is decoded once and reduced to every model's input in the thread that decoded
         # it, straight into its slot of each model's batch when the size is fixed: a batch never
@@ -224,11 +228,16 @@ class PairScorer:
                 ref_to_good[ref_idx] = len(good)
                 good.append(item.image)
         image_index = np.full(n, -1, dtype=np.int64)
+        facts: list = [None] * n
+        hashes: list = [None] * n
         for row in candidate_rows:
             ref_idx = row_to_ref[row]
             if ref_idx in ref_to_good:
                 image_index[row] = ref_to_good[ref_idx]
-            else:
+                facts[row] = loaded[ref_idx].facts
+                if self.signals.phash:
+                    hashes[row] = loaded[ref_idx].image[-1]
+            elif errors[row] is None:  # a row keeps its first reason (a bad caption before its image)
                 errors[row] = loaded[ref_idx].error
         pixel_values = [self._stack(batches[m], [item[m] for item in good]) for m in range(len(self.runs))]
         t = self.times.add("preprocess", t)
@@ -239,12 +248,16 @@ class PairScorer:
         for row in scorable:
             text_index[row] = row_to_caption[row]
         text_inputs = [run.tokenize(distinct_captions) if distinct_captions else None for run in self.runs]
-        self.times.add("tokenize", t)
-        return PreparedBatch(n, errors, image_index, text_index, pixel_values, text_inputs, images.index)
+        t = self.times.add("tokenize", t)
+        signals = self.signals.row_columns(caption_values, facts, hashes) if self.signals.active else {}
+        self.times.add("signals", t)
+        return PreparedBatch(n, errors, image_index, text_index, pixel_values, text_inputs, images.index, signals)
 
     def _reduce(self, frame: torch.Tensor, slots: list) -> tuple:
-        """One decoded frame -> each model's input (its own resize/crop), in the decode thread."""
-        return tuple(run.preprocess.one(frame, out=slot) for run, slot in zip(self.runs, slots))
+        """One decoded frame -> each model's input (its own resize/crop), in the decode thread; then the
+        frame's own signal (the pHash) last when one is asked for."""
+        inputs = tuple(run.preprocess.one(frame, out=slot) for run, slot in zip(self.runs, slots))
+        return (*inputs, self.signals.frame_signal(frame)) if self.signals.phash else inputs
 
     @staticmethod
     def _stack(batch: torch.Tensor | None, images: list) -> torch.Tensor | None:
@@ -266,7 +279,8 @@ class PairScorer:
         decoded = self.jpeg_decoder([loaded[i].jpeg for i in pending])
         for i, (image, error) in zip(pending, decoded):
             # resized and cropped on the device by each model's preprocessor; stays there
-            loaded[i] = LoadedImage(None, error) if image is None else LoadedImage(self._reduce(image, [None] * len(self.runs)))
+            loaded[i] = LoadedImage(None, error) if image is None else LoadedImage(
+                self._reduce(image, [None] * len(self.runs)), facts=loaded[i].facts)
         return loaded
 
     def _compute(self, prepared: PreparedBatch) -> pd.DataFrame:
@@ -274,25 +288,32 @@ class PairScorer:
         scores: dict[str, np.ndarray] = {}
         scorable = np.flatnonzero(prepared.text_index >= 0)
         for m, run in enumerate(self.runs):
-            values = self._score_model(run, prepared, scorable, prepared.pixel_values[m], prepared.text_inputs[m])
-            scores.update({f"{column}_{run.spec.name}": array for column, array in values.items()})
+            values = self._score_model(run, prepared, scorable, prepared.pixel_values[m], prepared.text_inputs[m],
+                                       signals=m == 0 and self.signals.needs_embeddings)
+            scores.update({f"{column}_{run.spec.name}": array for column, array in values.pop("model").items()})
+            scores.update(values)  # the primary's embedding signals (concepts, heads), under their own names
         t = self.times.add("model", t)
         out = self.assemble(prepared, scores)
         _record_pairs(len(scorable) * len(self.runs))
         self.times.add("band", t)
         return out
 
-    def _score_model(self, run: ModelRun, prepared: PreparedBatch, scorable: np.ndarray, pixels, text_inputs) -> dict:
+    def _score_model(self, run: ModelRun, prepared: PreparedBatch, scorable: np.ndarray, pixels, text_inputs,
+                     signals: bool = False) -> dict:
+        """``{"model": this model's columns}``, plus the embedding signals' columns when ``signals``
+        (concepts and heads describe every loaded image, scorable or not)."""
         similarity = np.full(prepared.n_rows, np.nan, dtype=np.float32)
         probability = np.full(prepared.n_rows, np.nan, dtype=np.float32) if run.model.has_probability else None
+        embed_rows = np.flatnonzero(prepared.image_index >= 0) if signals else scorable  # a superset of scorable
+        image_embeds = remap = None
+        if len(embed_rows):
+            image_embeds, remap = self._embed_images(run, prepared, pixels, embed_rows)
+        extra: dict = {}
+        if signals:
+            described = None if image_embeds is None else image_embeds.index_select(
+                0, torch.from_numpy(remap[prepared.image_index[embed_rows]]).to(image_embeds.device))
+            extra = self.signals.embedding_columns(prepared.n_rows, embed_rows, described)
         if len(scorable):
-            # Encode only the distinct images that some scorable row uses.
-            used_images = np.unique(prepared.image_index[scorable])
-            remap = np.full(len(pixels), -1, dtype=np.int64)
-            remap[used_images] = np.arange(len(used_images))
-            if len(used_images) < len(pixels):  # skip the copy in the usual case: every image is used
-                pixels = pixels[torch.from_numpy(used_images)]
-            image_embeds = run.encoder.embed_images(pixels, run.preprocess.finish)
             text_embeds = run.encoder.embed_texts(**text_inputs)
             image_rows = torch.from_numpy(remap[prepared.image_index[scorable]])
             text_rows = torch.from_numpy(prepared.text_index[scorable])
@@ -314,7 +335,17 @@ class PairScorer:
         if self.cfg.write_embeddings:
             out.update(self._embedding_cells(prepared.n_rows, scorable, similarity,
                                              *((image_embeds, text_embeds, image_rows, text_rows) if len(scorable) else ())))
-        return out
+        return {"model": out, **extra}
+
+    @staticmethod
+    def _embed_images(run: ModelRun, prepared: PreparedBatch, pixels, rows: np.ndarray):
+        """Unit embeddings of the distinct images ``rows`` use (each once), and the distinct -> embedding map."""
+        used_images = np.unique(prepared.image_index[rows])
+        remap = np.full(len(pixels), -1, dtype=np.int64)
+        remap[used_images] = np.arange(len(used_images))
+        if len(used_images) < len(pixels):  # skip the copy in the usual case: every image is used
+            pixels = pixels[torch.from_numpy(used_images)]
+        return run.encoder.embed_images(pixels, run.preprocess.finish), remap
 
     def _embedding_cells(self, n: int, scorable: np.ndarray, similarity: np.ndarray, *embeds) -> dict:
         """Each scored row's unit-length embeddings as little-endian ``embedding_dtype`` bytes (None elsewhere)."""
@@ -340,8 +371,11 @@ class PairScorer:
         primary, single = self.primary.spec.name, len(self.runs) == 1
         data = {}
         for column in self.columns:
+            if column in prepared.signals:
+                data[column] = pd.Series(prepared.signals[column], dtype=pandas_dtype(column))
+                continue
             key = f"{column}_{primary}" if column in PRIMARY_COLUMNS or (single and column in EMBEDDING_COLUMNS) else column
-            data[column] = pd.Series(scores[key], dtype="float32" if column_type(column) == "float" else object)
+            data[column] = pd.Series(scores[key], dtype=pandas_dtype(column))
         out = pd.DataFrame(data)
         out["score_band"] = assign_bands(pd.Series(out[self.cfg.band_column]), self.cfg.band_edges)
         out["score_error"] = pd.Series(prepared.errors, dtype=object)
