@@ -77,9 +77,11 @@ def test_every_language(results):
 
 
 def test_scores_are_probabilities(results):
+    undetermined = [caption for _, caption, code, _ in results if code is None]
+    assert len(undetermined) <= 2, undetermined  # the two no-evidence captions above
     for _, caption, code, score in results:
-        assert code is not None and isinstance(score, float), caption
-        assert 0.0 <= score <= 1.0, (caption, score)
+        if code is not None:
+            assert isinstance(score, float) and 0.0 <= score <= 1.0, (caption, score)
 
 
 @pytest.mark.parametrize("text", ["12345", "!!! ???", "", "   ", "😀😀"])
