@@ -24,7 +24,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test check-report bench bench-scale shapes-model clean-env print-venv
+.PHONY: setup demo test test-core check-report bench bench-scale shapes-model clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -71,6 +71,10 @@ shapes-model: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The Spark-free core alone (tests/core/; tests/spark/ is marked `spark` by tests/conftest.py): a few minutes.
+test-core: setup
+	$(PY) -m pytest -q -m "not spark" tests
 
 bench: setup
 	$(PY) benchmarks/bench.py

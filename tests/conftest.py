@@ -2,26 +2,47 @@
 
 Nothing here touches the internet or needs ../shared: the model is a randomly initialised tiny CLIP
 built with transformers and saved with ``save_pretrained`` (safetensors), like a real one.
+
+The tests mirror the package: ``tests/core/`` needs no Spark (``pytest -m "not spark"``, ``make test-core``),
+``tests/spark/`` holds the jobs, the UDF adapter and everything that starts Spark; every test there is marked
+``spark`` here. Helpers that are not tests live in ``tests/support/`` (``from support.images import encode``).
+This is the only conftest.py: two modules named ``conftest`` would clash.
 """
 from __future__ import annotations
 
 import io
 import os
-import struct
 import sys
-import threading
 import time
-import zlib
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from support.images import encode, photo_like, png_bomb
+from support.servers import loopback_server
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# -------------------------------------------------------------------------------------------------
+# Layout: tests/spark/ is marked ``spark``; tests/core/ never asks for a SparkSession
+# -------------------------------------------------------------------------------------------------
+TESTS = Path(__file__).resolve().parent
+CORE, SPARK = TESTS / "core", TESTS / "spark"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.path)).resolve()
+        if path.is_relative_to(SPARK):
+            item.add_marker(pytest.mark.spark)
+        elif path.is_relative_to(CORE) and "spark" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} asks for the `spark` fixture: it belongs in tests/spark/, "
+                                    "since tests/core/ runs without Spark (pytest -m 'not spark')")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -58,32 +79,6 @@ def family_dirs(tmp_path_factory) -> dict[str, str]:
 # -------------------------------------------------------------------------------------------------
 # Images
 # -------------------------------------------------------------------------------------------------
-def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
-    """Smooth gradients plus noise: compresses like a photo, differs per seed."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [np.sin(x / (7 + seed) + c) * np.cos(y / (11 + seed) - c) for c in (0.0, 1.0, 2.0)], axis=-1
-    )
-    pixels = (base * 100 + 128 + rng.normal(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(pixels)
-
-
-def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
-
-
-def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A PNG whose header claims width x height pixels but whose data is a few bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
-
-
 @pytest.fixture(scope="session")
 def odd_images() -> dict[str, bytes]:
     """Valid but unusual images that must be scored."""
@@ -157,19 +152,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@contextmanager
-def loopback_server(handler: type[BaseHTTPRequestHandler]):
-    """A real HTTP server on 127.0.0.1 (a free port) in a thread; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="session")
 def http_server(odd_images):
     """Serves /img/<name> for every odd image, /slow/<seconds>, /huge, /error500; anything else is 404."""
@@ -194,10 +176,6 @@ def pair_log(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pairs") / "pairs.tsv"
     path.touch()
     return path
-
-
-def pairs_scored(pair_log: Path) -> int:
-    return sum(int(line.split("\t")[1]) for line in pair_log.read_text().splitlines() if line.strip())
 
 
 @pytest.fixture(scope="session")

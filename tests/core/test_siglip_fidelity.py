@@ -11,22 +11,19 @@ and the probability comparison bites.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 import sentencepiece as spm
 from PIL import Image
-from pyspark.sql import functions as F
 
 from clipscore.config.job import ScoreConfig
 from clipscore.devtools.random_families import build_random_siglip, build_random_siglip2, build_random_siglip2_fixed
 from clipscore.scoring.scorer import PairScorer
-from conftest import encode, photo_like
-from family_reference import _reference_sigmoid_family, big_vision_canonicalize
+from support.images import encode, photo_like
+from support.family_reference import _reference_sigmoid_family, big_vision_canonicalize
 
 # (builder, transformers family the reference loads with, text generation: 1 = SigLIP, 2 = SigLIP 2)
 KINDS = {
@@ -148,32 +145,3 @@ def test_clip_scores_do_not_depend_on_padding(tiny_cfg, photos):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, rtol=0)
 
 
-def _fingerprint_before_the_fix(cfg, device="cpu", precision="fp32") -> str:
-    """What a table scored before this change carries: the same options, no computation version."""
-    options = {"model": cfg.model, "model_revision": cfg.model_revision, "gpu_decode": False, "jpeg_draft": False,
-               "band_edges": [float(e) for e in cfg.band_edges]}
-    text = json.dumps(options, sort_keys=True, separators=(",", ":")) + f"|{device}|{precision}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def test_merge_rescores_siglip_tables_scored_before_the_fix_and_not_clip_ones(spark, tiny_cfg, sigmoid_models, photos,
-                                                                             tmp_path):
-    from clipscore.jobs.merge import run_merge
-    from clipscore.jobs.provenance import score_fingerprint
-
-    rows = [(i, photos[i], CAPTIONS[i]) for i in range(4)]
-    source = str(tmp_path / "source")
-    spark.createDataFrame(rows, "id int, image binary, caption string").write.format("delta").save(source)
-    for model, rescored in ((sigmoid_models["siglip"], True), (tiny_cfg.model, False)):
-        target = str(tmp_path / f"target-{rescored}")
-        spark.createDataFrame(rows, "id int, image binary, caption string").write.format("delta").save(target)
-        cfg = tiny_cfg.replace(model=model, input=source, output=target, merge_keys=("id",))
-        assert run_merge(spark, cfg).scored == 4
-        old = _fingerprint_before_the_fix(cfg)
-        assert (score_fingerprint(cfg, "cpu", "fp32") != old) is rescored
-        # The table as an earlier clipscore left it: every row carries the old fingerprint.
-        from delta.tables import DeltaTable
-
-        DeltaTable.forPath(spark, target).update(set={"score_fingerprint": F.lit(old)})
-        again = run_merge(spark, cfg)
-        assert (again.scored, again.skipped) == ((4, 0) if rescored else (0, 4))

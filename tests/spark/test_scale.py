@@ -7,7 +7,8 @@ from clipscore.config.coerce import ConfigError
 from clipscore.jobs import staging
 from clipscore.jobs.merge import run_merge
 from clipscore.jobs.score import MAX_BYTES_KEY, MAX_RECORDS_KEY, add_scores, run_score
-from conftest import encode, pairs_scored, photo_like
+from support.images import encode, photo_like
+from support.logs import pairs_scored
 
 
 @pytest.fixture(scope="module")

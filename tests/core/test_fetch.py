@@ -26,7 +26,7 @@ from clipscore.config.job import ScoreConfig
 from clipscore.io.fetch import Fetcher
 from clipscore.io.fetch_errors import FetchError, redact_url
 
-from conftest import loopback_server
+from support.servers import loopback_server
 
 PAYLOAD = bytes(range(256)) * 40  # 10 KiB of "image" bytes: the fetcher does not decode
 DRIP_S = 0.25

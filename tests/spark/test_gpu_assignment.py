@@ -2,8 +2,8 @@
 
 A real standalone cluster in local-cluster mode, in a subprocess: one worker owning GPUs "0" and "1"
 (discovered by the shipped conf/gpu_discovery.sh over a fake nvidia-smi), two executors with one GPU
-each, as on a multi-GPU node. Plus unit tests of the address -> CUDA ordinal mapping and the device
-choice; there torch.cuda is patched, because this machine has no GPU.
+each, as on a multi-GPU node. The address -> CUDA ordinal mapping and the device choice alone:
+tests/core/test_runtime.py.
 """
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from clipscore.models.runtime import gpu_ordinal, resolve_device
 from clipscore.udfs.clip_udf import assigned_gpus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DISCOVERY = REPO / "conf" / "gpu_discovery.sh"
+CLUSTER_JOB = Path(__file__).resolve().parents[1] / "support" / "gpu_cluster_job.py"
 
 
 @pytest.fixture()
@@ -53,7 +52,7 @@ def test_each_executor_uses_its_own_assigned_gpu(fake_nvidia_smi):
         "SPARK_HOME": os.environ.get("SPARK_HOME", os.path.dirname(pyspark.__file__)),
     }
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name("gpu_cluster_job.py")), str(DISCOVERY)],
+    done = subprocess.run([sys.executable, str(CLUSTER_JOB), str(DISCOVERY)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     tasks = json.loads(done.stdout.strip().splitlines()[-1])
@@ -75,39 +74,3 @@ def test_no_gpu_outside_a_task():
     assert assigned_gpus() == []
 
 
-@pytest.mark.parametrize(
-    "address, visible, count, expected",
-    [
-        ("1", None, 4, 1),  # no isolation: the address is the ordinal
-        ("3", "3", 1, 0),  # YARN/Kubernetes narrowed CUDA_VISIBLE_DEVICES to the assigned GPU
-        ("2", "1,2", 2, 1),
-        ("5", None, 1, 0),  # one visible device: it must be the assigned one
-    ],
-)
-def test_gpu_ordinal(address, visible, count, expected):
-    assert gpu_ordinal(address, visible, count) == expected
-
-
-def test_gpu_ordinal_rejects_impossible_assignments():
-    with pytest.raises(RuntimeError, match="sees 2 CUDA device"):
-        gpu_ordinal("5", None, 2)
-    with pytest.raises(RuntimeError, match="not a CUDA ordinal"):
-        gpu_ordinal("GPU-abc", None, 2)
-
-
-def test_resolve_device(monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    if not torch.cuda.is_available():
-        assert resolve_device("auto") == "cpu"
-        with pytest.raises(RuntimeError, match=r"Spark assigned GPU\(s\) \['1'\]"):
-            resolve_device("auto", ["1"])
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert resolve_device("auto", ["1"]) == "cuda:1"  # two executors on a 2-GPU node: each its own
-    assert resolve_device("auto", ["0"]) == "cuda:0"
-    assert resolve_device("cuda", ["1"]) == "cuda:1"
-    assert resolve_device("cpu", ["1"]) == "cpu"
-    assert resolve_device("auto") == "cuda:0"
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert resolve_device("auto", ["3"]) == "cuda:0"

@@ -1,4 +1,6 @@
-"""``write_embeddings``: each scored row's embeddings from the same pass, stored compactly, agreeing with similarity."""
+"""``write_embeddings``: each scored row's embeddings from the same pass, stored compactly, agreeing with similarity.
+
+The Spark job's binary columns: tests/spark/test_embeddings_job.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +13,7 @@ from clipscore.schema.columns import decode_embedding
 from clipscore.scoring.scorer import PairScorer
 from clipscore.devtools.synthetic import generate
 
-MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
+MODEL = str(Path(__file__).resolve().parents[2] / "models" / "clipscore-shapes")
 
 
 @pytest.mark.parametrize("dtype, tolerance", [("float16", 1e-3), ("float32", 1e-6)])
@@ -48,19 +50,3 @@ def test_several_models_store_one_pair_of_columns_each(tiny_cfg, tiny_model_dir)
         dots = [float(decode_embedding(i) @ decode_embedding(t))
                 for i, t in zip(out[f"image_embedding_{name}"], out[f"text_embedding_{name}"])]
         np.testing.assert_allclose(dots, out[f"similarity_{name}"], atol=1e-3)
-
-
-def test_spark_job_writes_binary_embedding_columns(spark, tmp_path, tiny_cfg):
-    from pyspark.sql import types as T
-
-    from clipscore.jobs.score import run_score
-
-    df = generate(10, seed=6)[["id", "image", "caption"]]
-    spark.createDataFrame(df).write.parquet(str(tmp_path / "src"))
-    run_score(spark, tiny_cfg.replace(model=MODEL, input=str(tmp_path / "src"), output=str(tmp_path / "out"),
-                                      write_embeddings=True))
-    table = spark.read.format("delta").load(str(tmp_path / "out"))
-    assert table.schema["image_embedding"].dataType == T.BinaryType()
-    rows = table.select("similarity", "image_embedding", "text_embedding").toPandas()
-    dots = [float(decode_embedding(i) @ decode_embedding(t)) for i, t in zip(rows.image_embedding, rows.text_embedding)]
-    np.testing.assert_allclose(dots, rows.similarity, atol=1e-3)

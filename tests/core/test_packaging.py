@@ -4,7 +4,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_maps_generic_folders_under_clipscore(tmp_path):
@@ -17,8 +17,8 @@ def test_wheel_maps_generic_folders_under_clipscore(tmp_path):
     top_level = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top_level == {"clipscore"}
     for expected in ("clipscore/jobs/score.py", "clipscore/udfs/clip_udf.py", "clipscore/conf/default.yaml",
-                     "clipscore/scorer.py", "clipscore/families/base.py", "clipscore/families/openclip.py",
-                     "clipscore/templates/report.html", "clipscore/jobs/report.py", "clipscore/training/loop.py"):
+                     "clipscore/scoring/scorer.py", "clipscore/models/base.py", "clipscore/models/openclip.py",
+                     "clipscore/report/templates/report.html", "clipscore/jobs/report.py", "clipscore/training/loop.py"):
         assert expected in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "clipscore = clipscore.jobs.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

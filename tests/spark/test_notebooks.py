@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.py"))
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
 
@@ -127,7 +127,7 @@ def test_search_notebook_runs_on_a_table_with_embeddings(spark, tiny_cfg, tmp_pa
     from clipscore.jobs.score import run_score
     from clipscore.devtools.synthetic import generate
 
-    model = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
+    model = str(Path(__file__).resolve().parents[2] / "models" / "clipscore-shapes")
     df = generate(12, seed=41)
     a, b = next((i, j) for i in range(1, 12) for j in range(i + 1, 12)
                 if df.color[i] != df.color[j] and df["shape"][i] != df["shape"][j])

@@ -16,7 +16,7 @@ from clipscore.scoring.scorer import PairScorer
 from clipscore.devtools.synthetic import generate, swapped_captions
 from clipscore.training.metrics import roc_auc
 
-MODEL = Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes"
+MODEL = Path(__file__).resolve().parents[2] / "models" / "clipscore-shapes"
 
 
 def test_shipped_model_separates_true_from_swapped_captions_on_a_fresh_split():

@@ -1,4 +1,4 @@
-"""Run by tests/test_connect.py in its own process: the score and merge jobs over Spark Connect.
+"""Run by tests/spark/test_connect.py in its own process: the score and merge jobs over Spark Connect.
 
 ``SparkSession.builder.remote("local[2]")`` starts a local Spark Connect server (the connect jar
 ships with pyspark 4) with Delta configured, and gives a Connect client session: it has no

@@ -20,7 +20,7 @@ from clipscore.config.job import ScoreConfig
 from clipscore.schema.errors import ERROR_CODES
 from clipscore.images.loader import ImageLoader, PixelBudget
 from clipscore.scoring.scorer import PairScorer
-from conftest import encode, photo_like
+from support.images import encode, photo_like
 
 
 def code(error):

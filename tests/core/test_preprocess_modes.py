@@ -19,9 +19,9 @@ from clipscore.images.loader import ImageLoader
 from clipscore.models.preprocess import ImagePreprocessor
 from clipscore.scoring.scorer import PairScorer
 
-from conftest import encode, photo_like
+from support.images import encode, photo_like
 
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "data" / "sample" / "images"
+SAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "data" / "sample" / "images"
 REAL_PHOTOS = ["astronaut.jpg", "camera_gray.jpg", "chelsea.jpg", "clock.jpg", "coffee_palette.png",
                "hubble_deep_field.jpg", "immunohistochemistry_cmyk.jpg", "retina.jpg", "rocket.jpg", "coins_16bit.png"]
 FORMATS = {"JPEG": {"quality": 88}, "PNG": {}, "WEBP": {"quality": 90}, "BMP": {}, "TIFF": {}, "GIF": {}}

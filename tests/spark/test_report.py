@@ -14,7 +14,7 @@ from PIL import Image
 from clipscore.jobs.report import ReportOptions, run_report
 from clipscore.devtools.synthetic import generate
 
-MODEL = str(Path(__file__).resolve().parents[1] / "models" / "clipscore-shapes")
+MODEL = str(Path(__file__).resolve().parents[2] / "models" / "clipscore-shapes")
 SECTIONS = ("summary", "distribution", "categories", "lowest", "highest", "borderline", "matrix", "mislabels")
 
 

@@ -14,7 +14,7 @@ from clipscore.config.coerce import ConfigError
 from clipscore.jobs.score import run_score
 from clipscore.scoring.scorer import score_pandas
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def pairs_frame(odd_images, bad_images) -> pd.DataFrame:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+CONNECT_JOB = Path(__file__).resolve().parents[1] / "support" / "connect_job.py"
+
 
 def test_score_and_merge_jobs_run_over_spark_connect(tiny_model_dir, tmp_path):
     pytest.importorskip("grpc", reason="Spark Connect needs pyspark[connect] (grpcio)")
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("connect_job.py")), tiny_model_dir, str(tmp_path)],
+        [sys.executable, str(CONNECT_JOB), tiny_model_dir, str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=400,
     )
     assert done.returncode == 0, done.stderr[-4000:]

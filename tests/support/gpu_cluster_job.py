@@ -1,4 +1,4 @@
-"""Run by tests/test_gpu_assignment.py in its own process (one SparkContext per process).
+"""Run by tests/spark/test_gpu_cluster.py in its own process (one SparkContext per process).
 
 Starts a local standalone cluster (``local-cluster[1,2,1024]``: one worker, two 1-core executors)
 whose worker owns two GPUs found by the shipped ``conf/gpu_discovery.sh`` (the test puts a fake
