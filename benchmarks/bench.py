@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(REPO))  # clipscore without installing it (a bare GPU box: torch + transformers + pillow)
 
 from bench_data import cached_dataset  # noqa: E402
-from host import fast_vs_exact, per_format, real_photos, run_host  # noqa: E402
+from host import fast_vs_exact, per_format, real_photos, run_host, signal_costs  # noqa: E402
 from measure import deviation  # noqa: E402
 from runs import run_bare, run_baseline, run_core, run_spark  # noqa: E402
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default=None, help="Spark master (default local[<cores>])")
     parser.add_argument("--input-files", type=int, default=None, help="Parquet files for d (default: one per core)")
     parser.add_argument("--output-format", default="delta", choices=["delta", "parquet"])
-    parser.add_argument("--skip", default="", help="comma list to skip: a,b,c,d,h,fast,precisions,formats,d_bf16")
+    parser.add_argument("--skip", default="", help="comma list to skip: a,b,c,d,h,fast,precisions,formats,d_bf16,signals")
     parser.add_argument("--work", default=str(REPO / "out" / "bench"), help="scratch folder (data cache, Spark I/O)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default=None, help="results file stem (default: <model>-<device>-<precision>)")
@@ -225,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("h: host side, %s", mode)
             mode_cfg = cfg.replace(gpu_decode=True) if mode == "gpu_decode" else cfg.replace(preprocess=mode)
             host[mode] = run_host(mode_cfg, df, device)
+        if "signals" not in skip:
+            log.info("h: host cost of each signal group")
+            host["signals"] = signal_costs(cfg, df, device)
     log.info("c: scoring core on %d pairs", len(df))
     results["c"], scores["c"], stages_c = run_core(cfg, df, f"core: PairScorer, no Spark ({cfg.preprocess})",
                                                    repeats=args.repeats)

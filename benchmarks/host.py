@@ -124,3 +124,69 @@ def real_photos() -> list[bytes]:
     names = ["astronaut.jpg", "camera_gray.jpg", "chelsea.jpg", "clock.jpg", "coffee_palette.png",
              "coins_16bit.png", "hubble_deep_field.jpg", "immunohistochemistry_cmyk.jpg", "retina.jpg", "rocket.jpg"]
     return [(SAMPLE_PHOTOS / name).read_bytes() for name in names if (SAMPLE_PHOTOS / name).is_file()]
+
+
+SIGNAL_RUNS = ("image", "caption", "language", "phash")
+
+
+def signal_costs(cfg, df, device: str, rounds: int = 2) -> dict:
+    """Host CPU-ms per pair of each signal group, against the same host run without signals.
+
+    Runs alternate (baseline, each group, baseline, each group ...) so a neighbour's load falls on
+    both sides; each figure is the least of its ``rounds``. Concepts and heads need no host work in
+    ``run_host`` (they reuse the pass's embeddings): their own cost is timed apart, per pair, on
+    unit embeddings of the model's size (``embedding_side``).
+    """
+    base_cfg = cfg.replace(preprocess="exact", signals=())
+    runs = {"none": [], **{g: [] for g in SIGNAL_RUNS}}
+    for _ in range(rounds):
+        runs["none"].append(run_host(base_cfg, df, device, repeats=1)["cpu_ms_per_pair"])
+        for group in SIGNAL_RUNS:
+            runs[group].append(run_host(base_cfg.replace(signals=(group,)), df, device, repeats=1)["cpu_ms_per_pair"])
+    base = min(runs["none"])
+    out = {"baseline_cpu_ms_per_pair": base, "rounds": rounds}
+    for group in SIGNAL_RUNS:
+        best = min(runs[group])
+        out[group] = {"cpu_ms_per_pair": best, "added_cpu_ms_per_pair": round(best - base, 3),
+                      "all_runs": runs[group]}
+    out["baseline_all_runs"] = runs["none"]
+    out.update(embedding_side(cfg))
+    return out
+
+
+def embedding_side(cfg, rows: int = 4096, prompts_per_concept: int = 4, concepts: int = 3) -> dict:
+    """CPU-ms per pair of concepts (3 concepts x 4 prompts) and of a LAION-layout head on ``rows`` embeddings."""
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    from clipscore.scoring.scorer import PairScorer
+    from clipscore.signals.signal_pass import SignalPass
+
+    scorer = PairScorer.from_config(cfg.replace(signals=()))
+    try:
+        dim = scorer.primary.encoder.embed_texts(**scorer.primary.tokenize(["a"])).shape[1]
+        spec = {f"c{i}": {"positive": [f"positive prompt {i} {j}" for j in range(prompts_per_concept // 2)],
+                          "negative": [f"negative prompt {i} {j}" for j in range(prompts_per_concept // 2)]}
+                for i in range(concepts)}
+        with tempfile.TemporaryDirectory() as folder:
+            head = f"{folder}/h.safetensors"
+            torch.manual_seed(0)
+            sizes = [dim, 1024, 128, 64, 16, 1]
+            save_file({f"layers.{i}.{p}": (torch.randn(o, n) if p == "weight" else torch.randn(o)) * 0.01
+                       for i, (n, o) in zip((0, 2, 4, 6, 7), zip(sizes, sizes[1:])) for p in ("weight", "bias")}, head)
+            timings = {}
+            for label, opts in (("concepts", {"concepts": spec}), ("head", {"heads": {"h": head}})):
+                signals = SignalPass(cfg.replace(signals=(), **opts), scorer.primary)
+                embeds = torch.nn.functional.normalize(torch.randn(rows, dim), dim=1)
+                signals.embedding_columns(8, np.arange(8), embeds[:8])  # warm-up
+                t = time.process_time()
+                for start in range(0, rows, cfg.batch_size):
+                    part = embeds[start : start + cfg.batch_size]
+                    signals.embedding_columns(len(part), np.arange(len(part)), part)
+                timings[label] = {"cpu_ms_per_pair": round(1000 * (time.process_time() - t) / rows, 4),
+                                  "image_tower_runs_added": 0}
+    finally:
+        scorer.close()
+    return {"embedding_dim": dim, **timings}
