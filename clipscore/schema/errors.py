@@ -55,6 +55,13 @@ _CATEGORIES = (
     ErrorCategory("caption_null", "null caption cell"),
     ErrorCategory("caption_empty", "empty or blank caption"),
     ErrorCategory("caption_bad_type", "a caption that is not text"),
+    ErrorCategory("shard_truncated",
+                  "a WebDataset tar that ends early or is corrupt: its samples before the damage are kept, "
+                  "and this one extra row (key null) names the shard"),
+    ErrorCategory("shard_unreadable", "a WebDataset path that is not a tar at all (one row names it)"),
+    ErrorCategory("member_too_large", "a non-image tar member larger than `max_image_bytes` (skipped in the stream)"),
+    ErrorCategory("duplicate_member", "a tar holds the same key and extension twice (the first one is kept)"),
+    ErrorCategory("metadata_invalid", "a sample's .json does not parse (the raw text is kept in `json`)"),
     ErrorCategory("embedding_invalid",
                   "the model produced a NaN, infinite or zero embedding for this image or caption "
                   "(e.g. fp16 overflow)"),
