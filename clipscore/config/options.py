@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from clipscore.config.choices import BAND_COLUMNS, DEVICES, EMBEDDING_DTYPES, PRECISIONS, PREPROCESS_MODES, SIGNAL_GROUPS
+from clipscore.config.choices import (BAND_COLUMNS, DEVICES, EMBEDDING_DTYPES, EMBEDDING_FORMATS, PRECISIONS,
+                                       PREPROCESS_MODES, SIGNAL_GROUPS)
 from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
 from clipscore.config.signals import ConceptSpec, HeadSpec
 
@@ -134,9 +135,11 @@ class ScoringOptions(Options):
     preprocess: str = "exact"
     # JPEGs decoded (nvJPEG) and resized on the model's GPU; pixels differ slightly. Off by default.
     gpu_decode: bool = False
-    # Also write each scored row's unit-length image and text embeddings (from the same forward pass),
-    # as little-endian binary of embedding_dtype values: float16 (2 bytes per dimension) or float32.
+    # Also write each scored row's unit-length image and text embeddings (from the same forward pass):
+    # embedding_format array (array<float>, what every lakehouse reader takes) or binary16/binary32
+    # (little-endian cells: 2 or 4 bytes per dimension; "binary" uses embedding_dtype).
     write_embeddings: bool = False
+    embedding_format: str = "array"
     embedding_dtype: str = "float16"
 
     # --- curation signals from the same pass (docs/curation.md) ----------------------------------
@@ -207,6 +210,10 @@ def validate_scoring(opts: ScoringOptions) -> None:
     choice(opts, "preprocess", PREPROCESS_MODES)
     choice(opts, "band_column", BAND_COLUMNS)
     choice(opts, "embedding_dtype", EMBEDDING_DTYPES)
+    choice(opts, "embedding_format", EMBEDDING_FORMATS)
+    if opts.embedding_format in ("binary16", "binary32"):  # one spelling: binary + the dtype
+        object.__setattr__(opts, "embedding_dtype", "float16" if opts.embedding_format == "binary16" else "float32")
+        object.__setattr__(opts, "embedding_format", "binary")
     if opts.precision == "int8" and opts.device == "cuda":
         raise ConfigError("precision=int8 is a CPU option (dynamic quantisation); use fp16 or bf16 with device=cuda.")
     for key in ("batch_size", "max_image_bytes", "max_image_pixels", "io_threads", "max_pixels_in_flight",

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 DTYPES = ("float16", "float32")
+ARRAY = "array"  # an array<float> column: cells are lists or numpy arrays, no dtype to detect
 UNIT_TOLERANCE = 0.02  # |norm - 1| of a stored vector decoded with the right dtype (float16 rounding is ~1e-3)
 BLOCK_ELEMENTS = 1 << 24  # one similarity block holds at most this many float32 values (64 MiB)
 
@@ -23,10 +24,17 @@ def decode_matrix(cells: Sequence, dtype: str, dim: int | None = None) -> tuple[
     Null cells are skipped. A cell whose length differs from the others (or from ``dim``) is a code or
     data-layout error, raised with the lengths found.
     """
-    item = np.dtype(dtype).newbyteorder("<")
     present = [i for i, c in enumerate(cells) if c is not None]
     if not present:
         return np.zeros((0, dim or 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
+    if dtype == ARRAY or not isinstance(cells[present[0]], (bytes, bytearray, memoryview)):
+        lengths = {len(cells[i]) for i in present}
+        if len(lengths) != 1 or (dim and lengths != {dim}):
+            raise ValueError(f"stored embeddings of {sorted(lengths)} values where {dim or 'one length'} were "
+                             "expected: the column mixes models")
+        matrix = np.asarray([np.asarray(cells[i], dtype=np.float32) for i in present], dtype=np.float32)
+        return matrix, np.asarray(present, dtype=np.int64)
+    item = np.dtype(dtype).newbyteorder("<")
     width = (dim * item.itemsize) if dim else len(cells[present[0]])
     lengths = {len(cells[i]) for i in present}
     if lengths != {width}:
@@ -37,8 +45,13 @@ def decode_matrix(cells: Sequence, dtype: str, dim: int | None = None) -> tuple[
     return matrix, np.asarray(present, dtype=np.int64)
 
 
-def detect_dtype(cell: bytes, dim: int | None = None) -> str | None:
-    """The dtype under which a stored cell decodes to a unit vector (of ``dim`` values, when known)."""
+def detect_dtype(cell, dim: int | None = None) -> str | None:
+    """The dtype under which a stored cell decodes to a unit vector (of ``dim`` values, when known);
+    ``array`` for an array<float> cell."""
+    if not isinstance(cell, (bytes, bytearray, memoryview)):
+        vector = np.asarray(cell, dtype=np.float64)
+        ok = np.all(np.isfinite(vector)) and abs(np.linalg.norm(vector) - 1.0) < UNIT_TOLERANCE and (not dim or len(vector) == dim)
+        return ARRAY if ok else None
     for dtype in DTYPES:
         size = np.dtype(dtype).itemsize
         if len(cell) % size or (dim and len(cell) != dim * size):

@@ -3,8 +3,8 @@
 One model: ``similarity`` (cosine of the two embeddings), plus ``probability`` for sigmoid-trained
 families (SigLIP: sigmoid(exp(logit_scale) * cos + logit_bias)). Several models: the primary's (the
 first) under those names, and every model's under ``similarity_<name>``/``probability_<name>``.
-With ``write_embeddings``: ``image_embedding`` and ``text_embedding`` (binary: the unit-length vector's
-``embedding_dtype`` values, little-endian; ``_<name>`` per model when several run). Then the curation
+With ``write_embeddings``: ``image_embedding`` and ``text_embedding`` (``array<float>`` by default, or
+binary: the unit-length vector's ``embedding_dtype`` values, little-endian; ``_<name>`` per model when several run). Then the curation
 signals asked for (``signal_columns``: row facts, ``concept_<name>``, ``head_<name>``), then
 ``score_band`` (the bands of the primary's ``band_column``) and ``score_error``.
 """
@@ -54,10 +54,11 @@ def output_columns(models: Sequence[tuple[str, bool]], embeddings: bool = False,
     return (*score_columns(models, embeddings), *signals, *STATUS_COLUMNS)
 
 
-def column_type(name: str) -> str:
-    """The Spark type of an output column: binary embeddings, string status, typed facts, float scores."""
+def column_type(name: str, embedding_format: str = "array") -> str:
+    """The Spark type of an output column: embeddings (array<float> or binary), string status, typed facts,
+    float scores."""
     if name.startswith(EMBEDDING_COLUMNS):
-        return "binary"
+        return "array<float>" if embedding_format == "array" else "binary"
     if name in _TYPES:
         return _TYPES[name]
     return "string" if name in STATUS_COLUMNS else "float"
@@ -65,18 +66,22 @@ def column_type(name: str) -> str:
 
 def pandas_dtype(name: str) -> str | type:
     """The pandas dtype the core gives a column: nullable ints and booleans, so a null stays null in Arrow."""
-    return {"float": "float32", "int": "Int32", "bigint": "Int64", "boolean": "boolean"}.get(column_type(name), object)
+    return {"float": "float32", "int": "Int32", "bigint": "Int64", "boolean": "boolean"}.get(column_type(name, "binary"), object)
 
 
 def is_signal_column(name: str) -> bool:
     return name in _TYPES or name.startswith(("concept_", "head_"))
 
 
-def decode_embedding(value: bytes | None, dtype: str = "float16"):
-    """A stored embedding cell back to a float32 numpy vector (None stays None)."""
+def decode_embedding(value, dtype: str = "float16"):
+    """A stored embedding cell (binary bytes, or an array<float> cell) back to a float32 numpy vector (None stays None)."""
     import numpy as np
 
-    return None if value is None else np.frombuffer(value, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float32)
+    if value is None:
+        return None
+    if not isinstance(value, (bytes, bytearray, memoryview)):  # array<float>: a list or numpy array already
+        return np.asarray(value, dtype=np.float32)
+    return np.frombuffer(value, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.float32)
 
 
 def is_score_column(name: str) -> bool:

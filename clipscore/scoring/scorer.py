@@ -348,18 +348,20 @@ class PairScorer:
         return run.encoder.embed_images(pixels, run.preprocess.finish), remap
 
     def _embedding_cells(self, n: int, scorable: np.ndarray, similarity: np.ndarray, *embeds) -> dict:
-        """Each scored row's unit-length embeddings as little-endian ``embedding_dtype`` bytes (None elsewhere)."""
+        """Each scored row's unit-length embeddings (None elsewhere): float32 arrays (``embedding_format: array``)
+        or little-endian ``embedding_dtype`` bytes (``binary``)."""
         cells = {"image_embedding": np.full(n, None, dtype=object), "text_embedding": np.full(n, None, dtype=object)}
         if not embeds:
             return cells
         image_embeds, text_embeds, image_rows, text_rows = embeds
-        dtype = np.dtype(self.cfg.embedding_dtype).newbyteorder("<")
+        as_array = self.cfg.embedding_format == "array"
+        dtype = np.dtype(np.float32 if as_array else self.cfg.embedding_dtype).newbyteorder("<")
         images = image_embeds.index_select(0, image_rows.to(image_embeds.device)).cpu().numpy().astype(dtype)
         texts = text_embeds.index_select(0, text_rows.to(text_embeds.device)).cpu().numpy().astype(dtype)
         for i, row in enumerate(scorable):
             if np.isfinite(similarity[row]):
-                cells["image_embedding"][row] = images[i].tobytes()
-                cells["text_embedding"][row] = texts[i].tobytes()
+                cells["image_embedding"][row] = images[i] if as_array else images[i].tobytes()
+                cells["text_embedding"][row] = texts[i] if as_array else texts[i].tobytes()
         return cells
 
     def assemble(self, prepared: PreparedBatch, scores: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """``write_embeddings``: each scored row's embeddings from the same pass, stored compactly, agreeing with similarity.
 
-The Spark job's binary columns: tests/spark/test_embeddings_job.py."""
+Formats: ``array`` (array<float>, the default) and ``binary16``/``binary32`` cells. The Spark job's columns:
+tests/spark/test_embeddings_job.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,12 +17,13 @@ from clipscore.devtools.synthetic import generate
 MODEL = str(Path(__file__).resolve().parents[2] / "models" / "clipscore-shapes")
 
 
-@pytest.mark.parametrize("dtype, tolerance", [("float16", 1e-3), ("float32", 1e-6)])
-def test_stored_embeddings_agree_with_similarity(tiny_cfg, dtype, tolerance):
+@pytest.mark.parametrize("fmt, dtype, tolerance", [("binary16", "float16", 1e-3), ("binary32", "float32", 1e-6),
+                                                  ("array", "float32", 1e-6)])
+def test_stored_embeddings_agree_with_similarity(tiny_cfg, fmt, dtype, tolerance):
     df = generate(12, seed=4)
     images = pd.Series([*df.image, None, b"broken"], dtype=object)
     captions = pd.Series([*df.caption, "a red circle", "a red circle"])
-    scorer = PairScorer.from_config(tiny_cfg.replace(model=MODEL, write_embeddings=True, embedding_dtype=dtype))
+    scorer = PairScorer.from_config(tiny_cfg.replace(model=MODEL, write_embeddings=True, embedding_format=fmt))
     try:
         out = scorer.score_frame(images, captions)
     finally:
@@ -32,7 +34,10 @@ def test_stored_embeddings_agree_with_similarity(tiny_cfg, dtype, tolerance):
     dots = np.array([float(i @ t) for i, t in zip(image, text)])
     np.testing.assert_allclose(dots, out.similarity[:12], atol=tolerance, rtol=0)
     assert all(abs(np.linalg.norm(v) - 1) < 10 * tolerance for v in image + text)
-    assert len(out.image_embedding[0]) == image[0].size * np.dtype(dtype).itemsize  # the documented storage
+    if fmt == "array":  # a float32 vector per cell: array<float> in Spark
+        assert isinstance(out.image_embedding[0], np.ndarray) and out.image_embedding[0].dtype == np.float32
+    else:
+        assert len(out.image_embedding[0]) == image[0].size * np.dtype(dtype).itemsize  # the documented storage
     assert out.image_embedding[12:].isna().all() and out.text_embedding[12:].isna().all()  # no score, no embedding
 
 
