@@ -207,12 +207,16 @@ def _download_safetensors(repo: str, download) -> str:
 
 class OpenClipFamilyModel(ScoringModel):
     family = "open_clip"
-    bucket_captions = False  # encode_text runs on the tokenizer's full context, as open_clip does
+    bucket_captions = False  # per model: True only for causal, EOT-pooled text towers (see __init__)
 
     def __init__(self, key: ModelKey, model: Any, transform: Any, tokenizer: Any, dtype, autocast, seconds: float):
         super().__init__(key, model, dtype, autocast, seconds)
         self.transform = transform
         self._tokenizer = tokenizer
+        # A causal text tower pooled at the end-of-text token (OpenAI/LAION/DataComp CLIPs) never lets the
+        # padding after that token reach it, so captions may run in length buckets as CLIP's do (exact:
+        # tested against all 77 positions). Towers without a causal mask (SigLIP in open_clip) run full.
+        self.bucket_captions = _causal_eot_text(model) and getattr(tokenizer, "sot_token_id", None) is not None
         bias = getattr(model, "logit_bias", None)
         self._scale = float(model.logit_scale.float().exp())
         self._bias = float(bias.float()) if bias is not None else None
@@ -243,7 +247,14 @@ class OpenClipFamilyModel(ScoringModel):
 
     def tokenizer(self, max_chars: int) -> Tokenizer:
         tokenize = self._tokenizer
-        return lambda captions: {"text": tokenize([c[:max_chars] for c in captions])}
+        if not self.bucket_captions:
+            return lambda captions: {"text": tokenize([c[:max_chars] for c in captions])}
+
+        def with_lengths(captions):  # the mask only tells the encoder where padding (id 0) starts
+            ids = tokenize([c[:max_chars] for c in captions])
+            return {"text": ids, "attention_mask": (ids != 0).to(torch.int64)}
+
+        return with_lengths
 
     @property
     def context_length(self) -> int:
@@ -265,12 +276,35 @@ class OpenClipFamilyModel(ScoringModel):
         return self.model.encode_image(pixels.to(self.dtype))
 
     def text_features(self, **inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(inputs["text"])
+        text = inputs["text"]
+        m = self.model
+        if not self.bucket_captions or text.shape[1] == m.positional_embedding.shape[0]:
+            return m.encode_text(text)
+        # open_clip's own encode_text, on the first L positions: the same embeddings, positions and
+        # causal mask cut to L (open_clip adds the whole positional table, so it cannot take fewer).
+        from open_clip.transformer import text_global_pool
+
+        length = text.shape[1]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(text).to(cast) + m.positional_embedding[:length].to(cast)
+        x = m.transformer(x, attn_mask=m.attn_mask[:length, :length])
+        x = text_global_pool(m.ln_final(x), text, m.text_pool_type, eos_token_id=getattr(m, "text_eos_id", None))
+        if m.text_projection is not None:
+            x = m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
+        return x
 
     def probability(self, cosine: torch.Tensor) -> torch.Tensor | None:
         if self._bias is None:
             return None
         return torch.sigmoid(cosine * self._scale + self._bias)
+
+
+def _causal_eot_text(model: Any) -> bool:
+    """open_clip's built-in text tower (``CLIP``) with a causal mask and end-of-text pooling."""
+    attn_mask = getattr(model, "attn_mask", None)
+    return (all(hasattr(model, a) for a in ("transformer", "token_embedding", "positional_embedding", "ln_final"))
+            and isinstance(attn_mask, torch.Tensor) and attn_mask.dim() == 2
+            and getattr(model, "text_pool_type", None) in ("argmax", "eos"))
 
 
 def _image_size(model: Any) -> tuple[int, int]:

@@ -230,3 +230,31 @@ def test_open_clip_checkpoint_file_scores_like_the_folder(models, family_dirs, t
         scores.append(scorer.score_frame(images, captions)["similarity"].to_numpy())
         scorer.close()
     np.testing.assert_allclose(scores[0], scores[1], atol=1e-6)
+
+
+def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, tiny_cfg):
+    """open_clip's CLIP text tower is causal and pooled at end-of-text: cut to each bucket's length it gives
+    open_clip's own encode_text over all 77 positions (fp32, 1e-6); a SigLIP-style tower never buckets."""
+    import torch
+
+    captions = ["a dog", "a red dog on the grass near the sea", "a photo " * 20, "two cats"]
+    scorer = PairScorer.from_config(_cfg(tiny_cfg, models["open_clip"]))
+    try:
+        run = scorer.primary
+        assert run.model.bucket_captions
+        tokens = run.tokenize(captions)
+        widths = []
+        original = run.model.text_features
+
+        def spy(**inputs):
+            widths.append(inputs["text"].shape[1])
+            return original(**inputs)
+
+        run.model.text_features = spy
+        bucketed = run.encoder.embed_texts(**tokens)
+        with torch.inference_mode():
+            full = torch.nn.functional.normalize(run.model.model.encode_text(tokens["text"]).float(), dim=-1)
+    finally:
+        scorer.close()
+    assert max(widths) < 77 and min(widths) < max(widths)  # shorter than the context, several buckets
+    np.testing.assert_allclose(bucketed.numpy(), full.numpy(), atol=1e-6, rtol=0)
