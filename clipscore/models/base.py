@@ -61,6 +61,9 @@ class ScoringModel:
     # token never sees the padding after it (CLIP). SigLIP's tower is bidirectional and pools the last
     # position of a fixed-length sequence, so its captions always run at full length.
     bucket_captions: ClassVar[bool] = False
+    # bf16 on a CPU: "autocast" (fp32 weights, bf16 matmuls) or "cast" (weights cast once), whichever
+    # the family runs faster at a stated deviation (models.runtime.place; benchmarks/README.md).
+    cpu_bf16: ClassVar[str] = "autocast"
 
     def __init__(self, key: ModelKey, model: Any, dtype: torch.dtype, autocast: torch.dtype | None,
                  load_seconds: float):

@@ -93,13 +93,16 @@ def torch_dtype(precision: str):
 # -------------------------------------------------------------------------------------------------
 # Loading
 # -------------------------------------------------------------------------------------------------
-def place(model: Any, key: ModelKey) -> tuple[Any, Any, Any]:
+def place(model: Any, key: ModelKey, cpu_bf16: str = "autocast") -> tuple[Any, Any, Any]:
     """Put a loaded ``torch.nn.Module`` in eval mode on the key's device and precision.
 
     Returns (model, input dtype, autocast dtype or None), the same rules for every family: fp32,
-    fp16 and bf16 on a GPU cast the weights; bf16 on a CPU keeps fp32 weights under autocast
-    (matmuls in bf16 on AVX512-BF16/AMX, norms and softmax in fp32: as fast as a cast, and closer to
-    fp32, benchmarks/README.md); int8 quantises every Linear layer dynamically (CPU only).
+    fp16 and bf16 on a GPU cast the weights; int8 quantises every Linear layer dynamically (CPU only).
+    bf16 on a CPU follows the family's measured choice (``ScoringModel.cpu_bf16``): ``autocast`` keeps
+    fp32 weights under autocast (matmuls in bf16 on AVX512-BF16/AMX, norms and softmax in fp32:
+    closer to fp32; transformers' CLIP runs as fast as a cast so), ``cast`` casts the weights once
+    (open_clip: its attention leaves the fused kernels under autocast and runs slower than fp32,
+    cast it runs 2.6x fp32; benchmarks/README.md).
     """
     import torch
 
@@ -112,7 +115,8 @@ def place(model: Any, key: ModelKey) -> tuple[Any, Any, Any]:
         if not cpu_has_native_bf16():
             log.warning("precision=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slower "
                         "than fp32; use precision=fp32 (or int8) on this machine.")
-        return model, torch.float32, torch.bfloat16
+        if cpu_bf16 == "autocast":
+            return model, torch.float32, torch.bfloat16
     dtype = torch_dtype(key.precision)
     return model.to(device=device, dtype=dtype), dtype, None
 

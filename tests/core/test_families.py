@@ -258,3 +258,21 @@ def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, tiny_cfg):
         scorer.close()
     assert max(widths) < 77 and min(widths) < max(widths)  # shorter than the context, several buckets
     np.testing.assert_allclose(bucketed.numpy(), full.numpy(), atol=1e-6, rtol=0)
+
+
+def test_cpu_bf16_is_each_familys_measured_choice(models, tiny_cfg):
+    """open_clip casts its weights to bf16 once (its attention is slower than fp32 under autocast); the
+    transformers families keep fp32 weights under autocast (as fast, closer to fp32)."""
+    import torch
+
+    for family, mode in (("clip", "autocast"), ("open_clip", "cast")):
+        scorer = PairScorer.from_config(_cfg(tiny_cfg, models[family], precision="bf16"))
+        try:
+            model = scorer.primary.model
+            weights = {p.dtype for p in model.model.parameters()}
+            if mode == "cast":
+                assert model.autocast is None and model.dtype == torch.bfloat16 and weights == {torch.bfloat16}
+            else:
+                assert model.autocast == torch.bfloat16 and weights == {torch.float32}
+        finally:
+            scorer.close()
