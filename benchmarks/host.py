@@ -138,18 +138,21 @@ def signal_costs(cfg, df, device: str, rounds: int = 2) -> dict:
     unit embeddings of the model's size (``embedding_side``).
     """
     base_cfg = cfg.replace(preprocess="exact", signals=())
-    runs = {"none": [], **{g: [] for g in SIGNAL_RUNS}}
+    fast_cfg = cfg.replace(preprocess="fast", signals=())
+    runs = {"none": [], **{g: [] for g in SIGNAL_RUNS}, "none_fast": [], "phash_fast": []}
     for _ in range(rounds):
         runs["none"].append(run_host(base_cfg, df, device, repeats=1)["cpu_ms_per_pair"])
         for group in SIGNAL_RUNS:
             runs[group].append(run_host(base_cfg.replace(signals=(group,)), df, device, repeats=1)["cpu_ms_per_pair"])
-    base = min(runs["none"])
-    out = {"baseline_cpu_ms_per_pair": base, "rounds": rounds}
-    for group in SIGNAL_RUNS:
-        best = min(runs[group])
+        runs["none_fast"].append(run_host(fast_cfg, df, device, repeats=1)["cpu_ms_per_pair"])
+        runs["phash_fast"].append(run_host(fast_cfg.replace(signals=("phash",)), df, device, repeats=1)["cpu_ms_per_pair"])
+    out = {"baseline_cpu_ms_per_pair": min(runs["none"]), "baseline_fast_cpu_ms_per_pair": min(runs["none_fast"]),
+           "rounds": rounds}
+    for group in (*SIGNAL_RUNS, "phash_fast"):
+        best, base = min(runs[group]), min(runs["none_fast" if group.endswith("_fast") else "none"])
         out[group] = {"cpu_ms_per_pair": best, "added_cpu_ms_per_pair": round(best - base, 3),
                       "all_runs": runs[group]}
-    out["baseline_all_runs"] = runs["none"]
+    out["baseline_all_runs"], out["baseline_fast_all_runs"] = runs["none"], runs["none_fast"]
     out.update(embedding_side(cfg))
     return out
 
