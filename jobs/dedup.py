@@ -23,7 +23,6 @@ row per group.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -37,12 +36,23 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.config.coerce import ConfigError, choice, coerce_fields
-from clipscore.retrieval.dedup import DUPLICATE_OF, DUPLICATE_SIMILARITY, GROUP_SIZE, MIN_POINTS_PER_CENTROID, assign, groups_bounded, train_centroids
-from clipscore.jobs.embeddings import StoredEmbeddings, open_embeddings
+from clipscore.config.choices import EMBEDDING_KINDS, OUTPUT_FORMATS, WRITE_MODES
+from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
+from clipscore.jobs.broadcast import share
+from clipscore.jobs.embeddings import open_embeddings
+from clipscore.jobs.names import col
 from clipscore.jobs.provenance import set_table_properties
-from clipscore.jobs.suggest import share
-from clipscore.jobs.tables import col, read_table, resolve_input_format, write_table
+from clipscore.jobs.tables import read_table, resolve_input_format
+from clipscore.jobs.writes import write_table
+from clipscore.retrieval.dedup import (
+    DUPLICATE_OF,
+    DUPLICATE_SIMILARITY,
+    GROUP_SIZE,
+    MIN_POINTS_PER_CENTROID,
+    assign,
+    groups_bounded,
+    train_centroids,
+)
 from clipscore.retrieval.vectors import decode_matrix
 
 log = logging.getLogger("clipscore")
@@ -52,7 +62,7 @@ DEDUP_COLUMNS = (DUPLICATE_OF, GROUP_SIZE, DUPLICATE_SIMILARITY)
 
 
 @dataclass(frozen=True)
-class DedupOptions:
+class DedupOptions(Options):
     input: str | None = None
     threshold: float | None = None  # cosine at or above which two embeddings are duplicates
     output: str | None = None
@@ -74,9 +84,9 @@ class DedupOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        choice(self, "kind", ("image", "text"))
-        choice(self, "output_format", ("delta", "parquet"))
-        choice(self, "mode", ("overwrite", "append", "error"))
+        choice(self, "kind", EMBEDDING_KINDS)
+        choice(self, "output_format", OUTPUT_FORMATS)
+        choice(self, "mode", WRITE_MODES)
         if self.threshold is None or not math.isfinite(self.threshold) or not 0 < self.threshold <= 1:
             raise ConfigError("Pass --threshold T in (0, 1]: the cosine at or above which two embeddings are "
                               f"near-duplicates (0.95 to 0.98 for re-encoded or resized copies); got {self.threshold}.")
@@ -84,9 +94,6 @@ class DedupOptions:
                             ("show", 0)):
             if getattr(self, name) < least:
                 raise ConfigError(f"Option '{name}' must be at least {least}; got {getattr(self, name)}.")
-
-    def replace(self, **changes: Any) -> "DedupOptions":
-        return dataclasses.replace(self, **changes)
 
 
 def resolve_key(df: DataFrame, options: DedupOptions) -> str:

@@ -15,7 +15,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from clipscore.config.coerce import ConfigError
-from clipscore.jobs.tables import col, read_table, resolve_input_format
+from clipscore.jobs.names import col
+from clipscore.jobs.tables import read_table, resolve_input_format
 from clipscore.retrieval.vectors import DTYPES, detect_dtype
 
 log = logging.getLogger("clipscore")

@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from clipscore.config.job import ScoreConfig
-from clipscore.jobs.tables import col, read_table
+from clipscore.jobs.names import col
+from clipscore.jobs.tables import read_table
 
 
 def rows_per_band(spark: SparkSession, table: str, fmt: str = "delta") -> DataFrame:
@@ -48,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m clipscore.jobs.explore TABLE [--by COLUMN]``: rows per band, optionally split by a column."""
     import argparse
 
+    from clipscore.config.choices import OUTPUT_FORMATS
     from clipscore.jobs.session import job_session
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("table")
     parser.add_argument("--by", help="a column to split the counts by (e.g. kind)")
-    parser.add_argument("--format", default="delta", choices=["delta", "parquet"])
+    parser.add_argument("--format", default="delta", choices=OUTPUT_FORMATS)
     parser.add_argument("--master", default="local[2]")
     args = parser.parse_args(argv)
     with job_session("clipscore-explore", args.master) as spark:

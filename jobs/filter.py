@@ -15,7 +15,6 @@ cut(s) and the source are recorded: as ``clipscore.filter.*`` table properties o
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -26,9 +25,13 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.config.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.choices import INPUT_FORMATS, OUTPUT_FORMATS, WRITE_MODES
+from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
+from clipscore.jobs.columns import has_score
+from clipscore.jobs.names import col, is_table_name
 from clipscore.jobs.provenance import set_table_properties
-from clipscore.jobs.tables import col, is_table_name, read_table, resolve_input_format, write_table
+from clipscore.jobs.tables import read_table, resolve_input_format
+from clipscore.jobs.writes import write_table
 
 log = logging.getLogger("clipscore")
 
@@ -37,7 +40,7 @@ SIDECAR = "_clipscore_filter.json"
 
 
 @dataclass(frozen=True)
-class FilterOptions:
+class FilterOptions(Options):
     input: str | None = None
     output: str | None = None
     min_score: float | None = None
@@ -52,9 +55,9 @@ class FilterOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        choice(self, "input_format", ("auto", "delta", "parquet", "table"))
-        choice(self, "output_format", ("delta", "parquet"))
-        choice(self, "mode", ("overwrite", "append", "error"))
+        choice(self, "input_format", INPUT_FORMATS)
+        choice(self, "output_format", OUTPUT_FORMATS)
+        choice(self, "mode", WRITE_MODES)
         if (self.min_score is None) == (self.top_fraction is None):
             raise ConfigError("Pass exactly one of --min-score X (an absolute threshold) or --top-fraction F "
                               "(the best F of the scored rows).")
@@ -67,18 +70,10 @@ class FilterOptions:
         if self.accuracy < 100:
             raise ConfigError(f"Option 'accuracy' must be at least 100; got {self.accuracy}.")
 
-    def replace(self, **changes: Any) -> "FilterOptions":
-        return dataclasses.replace(self, **changes)
-
     def rule(self) -> str:
         if self.min_score is not None:
             return f"{self.score_col} >= {self.min_score:g}"
         return f"top {self.top_fraction:g} by {self.score_col}" + (f" per {self.per}" if self.per else "")
-
-
-def has_score(column: str):
-    """A usable score: not null and not NaN (a NaN written by another tool is no score either)."""
-    return col(column).isNotNull() & ~F.isnan(col(column))
 
 
 def cuts(scored: DataFrame, options: FilterOptions) -> dict[Any, float | None]:

@@ -44,24 +44,25 @@ from typing import Callable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.schema.columns import is_score_column
 from clipscore.config.coerce import ConfigError
 from clipscore.config.job import ScoreConfig
-from clipscore.schema.errors import TRANSIENT_CODES
+from clipscore.schema.columns import is_score_column
+from clipscore.schema.errors import TRANSIENT_CODES, first_line
 from clipscore.jobs import staging
+from clipscore.jobs.columns import error_code
+from clipscore.jobs.names import col, delta_identifier, quote_identifier
+from clipscore.jobs.pipeline import add_scores, arrow_settings, early_checks, observed_runtimes, preflight, runtime_metrics
 from clipscore.jobs.provenance import (
     PROVENANCE_COLUMNS,
-    delta_identifier,
     expected_runtime,
     input_hash,
     record_provenance,
     score_fingerprint,
     with_provenance_columns,
 )
-from clipscore.jobs.score import add_scores, arrow_settings, observed_runtimes, preflight, runtime_metrics
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
-from clipscore.jobs.tables import col, quote_identifier, read_table
+from clipscore.jobs.tables import read_table
 
 log = logging.getLogger("clipscore")
 
@@ -78,9 +79,8 @@ def target_columns(spark: SparkSession, target: str) -> list[str]:
     try:
         detail = spark.sql(f"DESCRIBE DETAIL {ident}").select("format").first()
     except Exception as exc:  # noqa: BLE001 - surfaced as a configuration error
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
-            f"Merge target '{target}' is not an existing Delta table ({first[:300]}). Create it first, e.g. with "
+            f"Merge target '{target}' is not an existing Delta table ({first_line(exc)}). Create it first, e.g. with "
             "`clipscore score --output TARGET` or `CREATE TABLE ... USING delta`, or pass --target with an existing one."
         ) from None
     if detail is None or (detail["format"] or "").lower() != "delta":
@@ -140,7 +140,7 @@ def check_unique_keys(source: DataFrame, keys: list[str]) -> int:
 # -------------------------------------------------------------------------------------------------
 def transient_error(column: Column) -> Column:
     """True where a stored ``score_error`` is one a later run may fix (timeouts, 429, 5xx ...)."""
-    return F.substring_index(column, ":", 1).isin(*TRANSIENT_CODES)
+    return error_code(column).isin(*TRANSIENT_CODES)
 
 
 def rows_to_score(spark: SparkSession, cfg: ScoreConfig, source: DataFrame, target_cols: list[str],
@@ -272,11 +272,9 @@ def _summary(spark: SparkSession, cfg: ScoreConfig, scored_at, seconds: float, s
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``jobs/merge.py`` takes the flags of ``clipscore merge``."""
-    import sys
+    from clipscore.jobs.entry import submit
 
-    from clipscore.jobs.cli import main as cli_main
-
-    return cli_main(["merge", *(sys.argv[1:] if argv is None else argv)])
+    return submit("merge", run_merge, argv, check=early_checks)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,7 +35,8 @@ from pyspark.sql import functions as F
 from clipscore import __version__
 from clipscore.config.job import ScoreConfig
 from clipscore.models import computation_version
-from clipscore.jobs.tables import col, is_table_name, table_identifier
+# delta_identifier lives with the other names (clipscore.jobs.names); notebooks and tests import it from here.
+from clipscore.jobs.names import col, delta_identifier
 
 log = logging.getLogger("clipscore")
 
@@ -165,15 +165,6 @@ def provenance_properties(cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> 
         "clipscore.score_fingerprint": ",".join(score_fingerprint(cfg, d, p) for d, p in runtimes),
         "clipscore.score_options": json.dumps(fingerprint_options(cfg), sort_keys=True),
     }
-
-
-def delta_identifier(target: str) -> str:
-    """SQL name of a Delta target: the validated catalog name, each part quoted, or ``delta.`path``` for a path."""
-    if is_table_name(target):
-        return table_identifier(target)
-    if "://" not in target and not target.startswith("dbfs:"):
-        target = os.path.abspath(target)  # delta.`path` does not resolve relative paths
-    return "delta.`" + target.replace("`", "``") + "`"
 
 
 def table_provenance(spark: SparkSession, target: str) -> dict[str, str]:

@@ -9,38 +9,35 @@ the table's stored embeddings (``write_embeddings``), else the sample is re-embe
 table was scored with (its provenance, or ``--model``). The likely mislabels come from the table's
 ``suggested_caption`` column (``clipscore suggest``), else from the stored embeddings (the sample's
 images against the table's captions), else from the re-embedded sample (``sample_and_mislabels``).
-Figures are drawn with matplotlib and embedded as data URIs with the thumbnails; the HTML comes from
-``clipscore/report/templates/report.html``. Nothing in the page refers to the network.
+The page itself is the core's, with no Spark: ``clipscore.report.render`` (figures with matplotlib,
+embedded as data URIs with the thumbnails; the HTML from ``clipscore/report/templates/report.html``),
+and ``clipscore.report.mislabels`` (the strategies above on numpy and pandas). Nothing in the page
+refers to the network.
 """
 from __future__ import annotations
 
-import base64
-import dataclasses
-import datetime as dt
-import io
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from clipscore.report.html import figures as figures
-from clipscore.config.coerce import ConfigError, coerce_fields
-from clipscore.jobs.filter import has_score
-from clipscore.jobs.tables import col, read_table, resolve_input_format
+from clipscore.config.coerce import ConfigError, Options, coerce_fields
+from clipscore.report import figures, mislabels, render
+from clipscore.jobs.columns import error_code, has_score
+from clipscore.jobs.names import col
+from clipscore.jobs.tables import read_table, resolve_input_format
 
 log = logging.getLogger("clipscore")
 
 
 @dataclass(frozen=True)
-class ReportOptions:
+class ReportOptions(Options):
     input: str | None = None
     output: str = "report.html"
     category_col: str | None = None
@@ -67,15 +64,12 @@ class ReportOptions:
         if not math.isfinite(self.margin) or self.margin < 0:
             raise ConfigError(f"Option 'margin' must be 0 or more; got {self.margin}.")
 
-    def replace(self, **changes: Any) -> "ReportOptions":
-        return dataclasses.replace(self, **changes)
-
 
 # -------------------------------------------------------------------------------------------------
 # Aggregates (Spark)
 # -------------------------------------------------------------------------------------------------
 def summary(df: DataFrame, score: str) -> dict[str, Any]:
-    reason = F.substring_index(F.col("score_error"), ":", 1)
+    reason = error_code("score_error")
     valid = F.when(has_score(score), col(score))
     first = df.agg(F.count(F.lit(1)).alias("rows"), F.count(valid).alias("scored"),
                    F.min(valid).alias("lo"), F.max(valid).alias("hi")).first()
@@ -141,41 +135,8 @@ def pick_rows(df: DataFrame, options: ReportOptions, centre: float, extra: tuple
 
 
 # -------------------------------------------------------------------------------------------------
-# Images and the sample's model
+# The sample's model, embeddings and mislabels
 # -------------------------------------------------------------------------------------------------
-def thumbnails(refs: list, options: ReportOptions, size: int = 160) -> list:
-    """PIL thumbnails of image cells (bytes, paths, URLs: the scorer's loader and limits), None if unreadable."""
-    from PIL import Image
-
-    from clipscore.images.loader import ImageLoader
-    from clipscore.config.options import ScoringOptions
-
-    loader = ImageLoader(ScoringOptions(image_base_path=options.image_base_path, device="cpu"))
-    try:
-        loaded = loader.load_many(refs)
-    finally:
-        loader.close()
-    out = []
-    for item in loaded:
-        if item.image is None:
-            out.append(None)
-            continue
-        image = Image.fromarray(item.image.permute(1, 2, 0).numpy())
-        image.thumbnail((size, size))
-        out.append(image)
-    return out
-
-
-def data_uri(png_or_image: Any) -> str | None:
-    if png_or_image is None:
-        return None
-    if isinstance(png_or_image, bytes):
-        return "data:image/png;base64," + base64.b64encode(png_or_image).decode("ascii")
-    buffer = io.BytesIO()
-    png_or_image.convert("RGB").save(buffer, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def scoring_model(spark: SparkSession, options: ReportOptions, fmt: str) -> tuple[str | None, str | None, dict]:
     """(model, revision, provenance shown) from ``--model`` or the table's ``clipscore.*`` properties."""
     provenance: dict[str, str] = {}
@@ -209,27 +170,21 @@ def sample_and_mislabels(spark: SparkSession, df: DataFrame, picked: dict, store
     re-embedded with the table's model. The mislabels, in order of preference: the table's own
     ``suggested_caption`` column (``clipscore suggest``, over every row); the sample's images
     against up to ``candidates`` of the table's distinct captions, by stored embeddings (no model
-    needed); the sample's images against the sample's own captions, re-embedded.
+    needed); the sample's images against the sample's own captions, re-embedded
+    (``clipscore.report.mislabels``).
     """
-    from clipscore.report.sample import SampleMatrix, likely_mislabels
     from clipscore.retrieval.suggest import SUGGESTED_CAPTION
     from clipscore.retrieval.vectors import decode_matrix
 
     sample = picked["sample"]
     matrix = sample_images = None
-    found = pd.DataFrame(columns=[options.image_col, options.caption_col, "own_score", "suggested_caption",
-                                  "suggested_score"])
-    sample_note = "no model recorded for this table and no stored embeddings: pass --model to re-embed the sample"
-    mislabel_note = "none: no suggested_caption column, no stored embeddings and no model"
+    found = mislabels.no_mislabels(options.image_col, options.caption_col)
+    sample_note, mislabel_note = mislabels.NO_MATRIX_NOTE, mislabels.NO_MISLABELS_NOTE
     if stored is not None and len(sample) >= 2:
         images, with_image = decode_matrix(sample[stored.image_col].tolist(), stored.dtype)
         texts, with_text = decode_matrix(sample[stored.text_col].tolist(), stored.dtype)
-        both = np.intersect1d(with_image, with_text)
-        sample_images, texts = images[np.searchsorted(with_image, both)], texts[np.searchsorted(with_text, both)]
-        rows = sample.iloc[both].drop(columns=[stored.image_col, stored.text_col]).reset_index(drop=True)
-        matrix = SampleMatrix(rows, sample_images @ texts.T)
-        sample_note = (f"{len(rows)} rows sampled with seed {options.seed}, from the table's stored embeddings; "
-                       "the diagonal is each row's own pair")
+        matrix, sample_images, sample_note = mislabels.stored_matrix(
+            sample, images, with_image, texts, with_text, [stored.image_col, stored.text_col], options.seed)
     elif model is not None and len(sample) >= 2:
         from clipscore.config.options import ScoringOptions
         from clipscore.report.sample import similarity_matrix
@@ -237,34 +192,24 @@ def sample_and_mislabels(spark: SparkSession, df: DataFrame, picked: dict, store
         scoring = ScoringOptions(model=model, model_revision=revision, device="auto",
                                  image_base_path=options.image_base_path)
         matrix = similarity_matrix(sample, scoring, options.image_col, options.caption_col)
-        sample_note = (f"{len(matrix.rows)} rows sampled with seed {options.seed}, re-embedded with {model}; "
-                       "the diagonal is each row's own pair")
+        sample_note = mislabels.reembedded_note(matrix, options.seed, model)
     if SUGGESTED_CAPTION in df.columns:
-        from clipscore.jobs.suggest import best_suggestions
+        from clipscore.jobs.suggestions import best_suggestions
 
-        found = best_suggestions(df, options.score_col, options.caption_col, options.grid, [options.image_col])
-        found = found.rename(columns={options.score_col: "own_score", "suggested_similarity": "suggested_score"})
-        mislabel_note = ("Rows of the whole table that clipscore suggest gave a better caption (its suggested_caption "
-                         "column), largest gain first.")
+        best = best_suggestions(df, options.score_col, options.caption_col, options.grid, [options.image_col])
+        found, mislabel_note = mislabels.from_suggestions(best, options.score_col)
     elif sample_images is not None:
-        from clipscore.jobs.suggest import collect_candidates
+        from clipscore.jobs.suggestions import collect_candidates
         from clipscore.retrieval.suggest import suggest
 
         pool, distinct = collect_candidates(stored, options.caption_col, options.candidates, options.seed)
         own = matrix.rows[options.score_col].astype(float).to_numpy()
         text, score = suggest(sample_images, matrix.rows[options.caption_col].to_numpy(dtype=object), own, pool,
                               options.margin)
-        hit = np.flatnonzero(pd.notna(text))
-        hit = hit[np.argsort(-(score[hit] - own[hit]))]
-        found = matrix.rows.iloc[hit].assign(own_score=own[hit], suggested_caption=text[hit],
-                                             suggested_score=score[hit]).reset_index(drop=True)
-        mislabel_note = (f"Sampled rows whose image is closer to another caption of the table ({len(pool):,} of its "
-                         f"{distinct:,} distinct captions, by stored embeddings) than to its own, by more than "
-                         f"{options.margin:g}; that caption is the suggestion.")
+        found, mislabel_note = mislabels.ranked_by_gain(matrix.rows, own, text, score, len(pool), distinct,
+                                                        options.margin)
     elif matrix is not None:
-        found = likely_mislabels(matrix, options.caption_col, options.margin)
-        mislabel_note = (f"Sampled rows where another sampled caption scores higher than the row's own by more than "
-                         f"{options.margin:g}; that caption is the suggestion.")
+        found, mislabel_note = mislabels.within_sample(matrix, options.caption_col, options.margin)
     return matrix, found, sample_note, mislabel_note
 
 
@@ -285,14 +230,11 @@ def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
     model, revision, provenance = scoring_model(spark, options, fmt)
     stats = summary(df, options.score_col)
     lo, hi = (stats["lo"], stats["hi"]) if stats["scored"] else (0.0, 1.0)
-    hist = histogram(df, options.score_col, lo, hi, options.bins)
-    counts = np.zeros(options.bins)
-    counts[hist["bin"].to_numpy(int)] = hist["rows"].to_numpy()
-    edges = np.linspace(lo, hi if hi > lo else lo + 1, options.bins + 1)
+    edges, counts = render.histogram_arrays(histogram(df, options.score_col, lo, hi, options.bins), lo, hi,
+                                            options.bins)
     band_edges = json.loads(provenance.get("clipscore.band_edges", "[]") or "[]")
     marks = {f"threshold {t:g}": t for t in options.thresholds}
-    centre = options.thresholds[0] if options.thresholds else float(np.median(np.repeat(edges[:-1], counts.astype(int)))
-                                                                       if counts.sum() else 0.0)
+    centre = render.borderline_centre(options.thresholds, edges, counts)
     figs: dict[str, bytes] = {"histogram": figures.histogram(edges, counts, band_edges, marks, options.score_col)}
     cats = []
     if options.category_col:
@@ -305,46 +247,22 @@ def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
     grids = []
     for key, title in (("lowest", "Lowest-scoring pairs"), ("highest", "Highest-scoring pairs"),
                        ("borderline", f"Borderline pairs (nearest {centre:.3f})")):
-        rows = picked[key]
-        thumbs = thumbnails(rows[options.image_col].tolist(), options)
-        captions, scores = rows[options.caption_col].tolist(), rows[options.score_col].astype(float).tolist()
-        figs[f"grid_{key}"] = figures.grid(thumbs, captions, scores, title)
-        grids.append({"id": key, "title": title, "pairs": [
-            {"thumb": data_uri(t), "caption": c, "score": s} for t, c, s in zip(thumbs, captions, scores)]})
+        figs[f"grid_{key}"], section = render.grid_section(key, title, picked[key], options.image_col,
+                                                           options.caption_col, options.score_col,
+                                                           options.image_base_path)
+        grids.append(section)
     matrix, found, sample_note, mislabel_note = sample_and_mislabels(spark, df, picked, stored, model, revision,
                                                                      options)
     if matrix is not None:
         figs["matrix"] = figures.matrix(matrix.matrix, matrix.rows[options.caption_col].tolist())
-    thumbs = thumbnails(found[options.image_col].tolist(), options) if len(found) else []
-    mislabels = [{"thumb": data_uri(t), "caption": r[options.caption_col], "own": r["own_score"],
-                  "suggestion": r["suggested_caption"], "suggested": r["suggested_score"]}
-                 for t, (_, r) in zip(thumbs, found.iterrows())]
-    html = _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, mislabel_note, bands(df),
-                   round(time.perf_counter() - started, 1))
-    Path(options.output).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    Path(options.output).expanduser().write_text(html, encoding="utf-8")
-    if options.figures:
-        folder = Path(options.figures).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, png in figs.items():
-            (folder / f"{name}.png").write_bytes(png)
+    cards = render.mislabel_cards(found, options.image_col, options.caption_col, options.image_base_path)
+    html = render.render_page(
+        source=options.input, score_col=options.score_col, category_col=options.category_col, summary=stats,
+        provenance=provenance, figs=figs, categories=cats, grids=grids, mislabels=cards, sample_note=sample_note,
+        mislabel_note=mislabel_note, bands=bands(df), seconds=round(time.perf_counter() - started, 1))
+    render.write_report(options.output, html, figs, options.figures)
     seconds = round(time.perf_counter() - started, 1)
     log.info("wrote report %s in %.1f s (%d rows, %d likely mislabels in the sample)", options.output, seconds,
-             stats["rows"], len(mislabels))
-    return {"output": options.output, "seconds": seconds, "rows": stats["rows"], "mislabels": mislabels,
+             stats["rows"], len(cards))
+    return {"output": options.output, "seconds": seconds, "rows": stats["rows"], "mislabels": cards,
             "figures": sorted(figs)}
-
-
-def _render(options, stats, provenance, figs, cats, grids, mislabels, sample_note, mislabel_note, band_rows,
-            seconds) -> str:
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("clipscore.report", "templates"), autoescape=select_autoescape(["html"]))
-    shown = {k.removeprefix("clipscore."): v for k, v in provenance.items()
-             if k in ("clipscore.models", "clipscore.model", "clipscore.model_revision", "clipscore.precision",
-                      "clipscore.device", "clipscore.version", "clipscore.band_edges", "clipscore.band_column")}
-    return env.get_template("report.html").render(
-        source=options.input, generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        seconds=seconds, summary=stats, score_col=options.score_col, provenance=shown,
-        figures={k: data_uri(v) for k, v in figs.items()}, bands=band_rows, category_col=options.category_col,
-        categories=cats, grids=grids, mislabels=mislabels, mislabel_note=mislabel_note, sample_note=sample_note)

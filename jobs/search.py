@@ -14,11 +14,9 @@ query searches captions (the default: image -> text) or images (similar images).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,9 +24,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.config.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.choices import EMBEDDING_KINDS, OUTPUT_FORMATS, WRITE_MODES
+from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
 from clipscore.jobs.embeddings import open_embeddings
-from clipscore.jobs.tables import col, write_table
+from clipscore.jobs.names import col
+from clipscore.jobs.writes import write_table
 from clipscore.retrieval.vectors import TopK, decode_matrix, merge_top_k, top_k
 
 log = logging.getLogger("clipscore")
@@ -39,7 +39,7 @@ MAX_K = 100_000  # the k rows are merged and returned on the driver
 
 
 @dataclass(frozen=True)
-class SearchOptions:
+class SearchOptions(Options):
     input: str | None = None
     text: str | None = None
     image: str | None = None  # a path or an http(s) URL
@@ -58,9 +58,9 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        choice(self, "against", ("auto", "image", "text"))
-        choice(self, "output_format", ("delta", "parquet"))
-        choice(self, "mode", ("overwrite", "append", "error"))
+        choice(self, "against", ("auto", *EMBEDDING_KINDS))
+        choice(self, "output_format", OUTPUT_FORMATS)
+        choice(self, "mode", WRITE_MODES)
         if (self.text is None) == (self.image is None):
             raise ConfigError("Pass exactly one query: --text \"a red circle\" or --image PATH_OR_URL.")
         if not 1 <= self.k <= MAX_K:
@@ -75,9 +75,6 @@ class SearchOptions:
         if self.against != "auto":
             return self.against
         return "image" if self.query_kind == "text" else "text"
-
-    def replace(self, **changes: Any) -> "SearchOptions":
-        return dataclasses.replace(self, **changes)
 
 
 def returned_columns(df: DataFrame, options: SearchOptions) -> list[str]:

@@ -30,7 +30,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from clipscore.config.job import ScoreConfig
-from clipscore.jobs.tables import hadoop_fs, is_table_name
+from clipscore.schema.errors import first_line
+from clipscore.jobs.names import is_table_name
+from clipscore.jobs.writes import hadoop_fs
 
 log = logging.getLogger("clipscore")
 
@@ -119,7 +121,7 @@ def remove(spark: SparkSession, path: str) -> None:
         fs.delete(hpath, True)
     except Exception as exc:  # noqa: BLE001 - leaving the folder costs only storage
         log.warning("could not remove the staging folder %s (%s); delete it when the run is over",
-                    path, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                    path, first_line(exc, 200))
 
 
 def remove_stale_runs(spark: SparkSession, root: str) -> None:

@@ -30,10 +30,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from clipscore.config.coerce import ConfigError, choice, coerce_fields
+from clipscore.config.choices import OUTPUT_FORMATS, WRITE_MODES
+from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
+from clipscore.jobs.broadcast import share
+from clipscore.jobs.columns import has_score
 from clipscore.jobs.embeddings import StoredEmbeddings, open_embeddings
-from clipscore.jobs.filter import has_score
-from clipscore.jobs.tables import col, write_table
+from clipscore.jobs.names import col
+from clipscore.jobs.suggestions import best_suggestions, collect_candidates
+from clipscore.jobs.tables import read_table, resolve_input_format
+from clipscore.jobs.writes import write_table
 from clipscore.retrieval.suggest import SUGGESTED_CAPTION, SUGGESTED_SIMILARITY, Candidates, suggest
 from clipscore.retrieval.vectors import decode_matrix
 
@@ -41,7 +46,7 @@ log = logging.getLogger("clipscore")
 
 
 @dataclass(frozen=True)
-class SuggestOptions:
+class SuggestOptions(Options):
     input: str | None = None
     below: float | None = None  # rows whose score is below this get a suggestion
     margin: float = 0.02  # a suggestion must beat the row's own score by more than this
@@ -59,8 +64,8 @@ class SuggestOptions:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        choice(self, "output_format", ("delta", "parquet"))
-        choice(self, "mode", ("overwrite", "append", "error"))
+        choice(self, "output_format", OUTPUT_FORMATS)
+        choice(self, "mode", WRITE_MODES)
         if self.below is None or not math.isfinite(self.below):
             raise ConfigError("Pass --below T: rows scoring below T get a suggested caption (e.g. 0.28 for "
                               "CLIP ViT-B/32, LAION's cut).")
@@ -68,33 +73,6 @@ class SuggestOptions:
             raise ConfigError(f"--margin must be 0 or more; got {self.margin}.")
         if self.candidates < 1 or self.show < 0:
             raise ConfigError("--candidates must be at least 1 and --show at least 0.")
-
-    def replace(self, **changes: Any) -> "SuggestOptions":
-        return dataclasses.replace(self, **changes)
-
-
-def collect_candidates(stored: StoredEmbeddings, caption_col: str, limit: int, seed: int) -> tuple[Candidates, int]:
-    """(up to ``limit`` distinct captions with their text embeddings, how many distinct captions there are)."""
-    distinct = (stored.df.filter(col(stored.text_col).isNotNull())
-                .select(col(caption_col).alias("caption"), col(stored.text_col).alias("cell"))
-                .dropDuplicates(["caption"]))
-    rows = distinct.limit(limit + 1).toPandas()  # one pass when they all fit (the common case)
-    total = len(rows)
-    if total > limit:
-        total = distinct.count()
-        # A little over the wanted fraction, then cut: sample() draws a random count around fraction * total.
-        rows = distinct.sample(fraction=min(1.0, 1.1 * limit / total), seed=seed).limit(limit).toPandas()
-    return Candidates.from_cells(rows["caption"], rows["cell"], stored.dtype), total
-
-
-def share(spark: SparkSession, value: Any):
-    """A getter for ``value`` on the executors: a broadcast variable where the JVM is reachable, else the value."""
-    try:
-        handle = spark.sparkContext.broadcast(value)
-    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext: the value travels with each task
-        log.info("no SparkContext (Spark Connect): the candidates travel inside each task")
-        return lambda: value
-    return lambda: handle.value
 
 
 def suggestion_column(spark: SparkSession, stored: StoredEmbeddings, options: SuggestOptions, candidates: Candidates):
@@ -134,15 +112,6 @@ def with_suggestions(spark: SparkSession, stored: StoredEmbeddings, options: Sug
             .drop("_suggestion"))
 
 
-def best_suggestions(df: DataFrame, score_col: str, caption_col: str, n: int, extra: list[str] = ()) -> pd.DataFrame:
-    """The ``n`` suggestions with the largest gain over the row's own score (Spark orders, n rows return)."""
-    gain = (F.col(SUGGESTED_SIMILARITY) - col(score_col)).alias("gain")
-    keep = [c for c in dict.fromkeys([*extra, caption_col, score_col]) if c in df.columns]
-    return (df.filter(F.col(SUGGESTED_CAPTION).isNotNull())
-            .select(*[col(c).alias(c) for c in keep], F.col(SUGGESTED_CAPTION), F.col(SUGGESTED_SIMILARITY), gain)
-            .orderBy(F.desc("gain")).limit(n).toPandas())
-
-
 def run_suggest(spark: SparkSession, options: SuggestOptions) -> dict[str, Any]:
     """Compute the suggestions; write the table with them (``output``) and return the counts and the best ones."""
     started = time.perf_counter()
@@ -157,8 +126,6 @@ def run_suggest(spark: SparkSession, options: SuggestOptions) -> dict[str, Any]:
     if options.output:
         partition = ["score_band"] if "score_band" in result.columns else []
         write_table(result, options.output, options.output_format, options.mode, partition)
-        from clipscore.jobs.tables import read_table, resolve_input_format
-
         source = read_table(spark, options.output, resolve_input_format(spark, options.output, options.output_format))
     below = has_score(options.score_col) & (col(options.score_col) < F.lit(options.below))
     counts = source.agg(F.count(F.when(below, 1)).alias("below"),

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from clipscore.schema.bands import ERROR_BAND, band_labels
 from clipscore.schema.errors import ERROR_CODES  # the one registry of row error categories
+from clipscore.jobs.columns import error_code
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RunSummary:
 
 def summary_metrics(edges) -> list[Column]:
     """Aggregate expressions for ``DataFrame.observe``: one count per band and per error category."""
-    code = F.substring_index(F.col("score_error"), ":", 1)
+    code = error_code("score_error")
     metrics = [F.count(F.lit(1)).alias("rows"), F.count("similarity").alias("scored")]
     for label in [*band_labels(edges), ERROR_BAND]:
         metrics.append(F.sum(F.when(F.col("score_band") == label, 1).otherwise(0)).alias(f"band::{label}"))

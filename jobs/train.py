@@ -33,7 +33,10 @@ from pyspark.sql import functions as F
 
 from clipscore.config.coerce import ConfigError
 from clipscore.config.job import ScoreConfig
-from clipscore.jobs.tables import col, read_source, validate_columns
+from clipscore.schema.errors import first_line
+from clipscore.jobs.columns import error_code
+from clipscore.jobs.names import col
+from clipscore.jobs.tables import read_source, validate_columns
 from clipscore.training.data import SUCCESS
 from clipscore.training.options import TrainOptions
 
@@ -69,7 +72,7 @@ def check_init(init: str) -> None:
             CLIPProcessor.from_pretrained(init)
         except Exception as exc:  # noqa: BLE001
             raise ConfigError(f"--init '{init}' is neither a saved model nor a usable config folder "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); a config folder needs "
+                              f"({type(exc).__name__}: {first_line(exc, 200)}); a config folder needs "
                               "config.json, preprocessor_config.json and the tokenizer files.") from None
     else:
         family = family_of(init)
@@ -128,7 +131,7 @@ def stage(spark: SparkSession, options: TrainOptions, staging: str) -> None:
 
 def staging_counts(spark: SparkSession, staging: str) -> dict:
     rows = (spark.read.parquet(staging)
-            .groupBy("split", F.substring_index("error", ":", 1).alias("reason")).count().collect())
+            .groupBy("split", error_code("error").alias("reason")).count().collect())
     counts = {"train": 0, "val": 0, "skipped": {}}
     for r in rows:
         if r["reason"] is None:
@@ -206,13 +209,17 @@ def save_model(options: TrainOptions, work: Path, output: Path, record: dict) ->
     log.info("wrote %s", output)
 
 
+def check_options(options: TrainOptions) -> None:
+    """Before any Spark start-up cost: the init model (the CLI and spark-submit run this first)."""
+    if options.init:
+        check_init(options.init)
+
+
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: ``jobs/train.py`` takes the flags of ``clipscore train``."""
-    import sys
+    from clipscore.jobs.entry import submit
 
-    from clipscore.jobs.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    return submit("train", run_train, argv, check=check_options)
 
 
 if __name__ == "__main__":

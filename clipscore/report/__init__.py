@@ -1,7 +1,8 @@
-"""The curation report: figures, the re-embedded sample, one HTML template.
+"""The curation report without Spark: the page, its figures, the sample's matrix and mislabels, one HTML template.
 
-* ``figures``: matplotlib (Agg) figures as PNG bytes; ``sample``: the sample's similarity matrix and mislabels;
-* ``html``: thumbnails tables for notebooks (``pairs_html``) and the report page (``templates/report.html``).
+* ``render``: the page from what Spark computed (histogram arrays, grids, mislabel cards, ``templates/report.html``);
+* ``mislabels``: where the matrix and the likely mislabels come from; ``sample``: the sample re-embedded;
+* ``figures``: matplotlib (Agg) figures as PNG bytes; ``html``: thumbnail tables for notebooks (``pairs_html``).
 """
 from clipscore.report.html import pairs_html
 

@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from clipscore.config.coerce import ConfigError
-from clipscore.jobs import tables
+from clipscore.jobs import writes
 from clipscore.jobs.score import run_score
 from clipscore.models import check_model_loadable
 
@@ -153,7 +153,7 @@ def test_failed_parquet_append_adds_no_files(spark, tiny_cfg, source, broken_mod
 def test_existing_parquet_overwrite_refused_without_a_jvm(spark, tiny_cfg, source, odd_images, tmp_path, monkeypatch,
                                                           model_load_log):
     """Spark Connect has no JVM handle for the Hadoop FileSystem: an existing Parquet path is not overwritten."""
-    monkeypatch.setattr(tables, "hadoop_fs", lambda spark, path: None)
+    monkeypatch.setattr(writes, "hadoop_fs", lambda spark, path: None)
     output = tmp_path / "scores"
     _old_rows(spark, odd_images).write.parquet(str(output))
     files, loads = _files(output), _loads(model_load_log)
@@ -185,7 +185,7 @@ def test_swap_failure_puts_the_old_output_back():
 
     fs = FakeFs()
     with pytest.raises(RuntimeError, match="old output is back in place"):
-        tables._swap_in(fs, "out", "staging", "backup")
+        writes._swap_in(fs, "out", "staging", "backup")
     assert fs.paths == {"out"}
 
 
