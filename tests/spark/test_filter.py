@@ -73,8 +73,8 @@ def test_min_score_and_keep_column(spark, scored_table, tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({}, "exactly one of --min-score"),
-    ({"min_score": 0.2, "top_fraction": 0.3}, "exactly one of --min-score"),
+    ({}, "Pass --where"),
+    ({"min_score": 0.2, "top_fraction": 0.3}, "not both"),
     ({"top_fraction": 1.5}, r"must be in \(0, 1\]"),
     ({"min_score": 0.2, "per": "source"}, "--per applies to --top-fraction"),
 ])
