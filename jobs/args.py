@@ -17,7 +17,9 @@ from clipscore.config.options import ModelSpec
 
 def _session_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master", default=None, help="Spark master when no session exists (default local[*])")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO",
+                        help="the clipscore log level (default INFO); DEBUG also shows Spark's, Ivy's and the model "
+                             "libraries' own output")
 
 
 def _write_flags(parser: argparse.ArgumentParser) -> None:

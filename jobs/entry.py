@@ -3,11 +3,17 @@
 Shared by ``clipscore`` (``clipscore.jobs.cli``, which dispatches to every job) and the spark-submit
 entry points (``spark-submit jobs/score.py``: ``submit("score", run_score)``), so a job file runs its
 own command the way the CLI does without importing the CLI.
+
+Quiet by default: below ``--log-level DEBUG`` a command prints its own progress and summary only.
+A local session it starts keeps Spark's start-up output (Ivy, launcher, log4j) to itself and logs
+only Spark's errors (``clipscore.jobs.session``); transformers logs only errors and draws no progress
+bars, in this process and in the Python workers started from it (the environment they inherit).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -18,24 +24,35 @@ log = logging.getLogger("clipscore")
 
 # Loggers of libraries that talk too much at INFO.
 NOISY_LOGGERS = ("py4j", "urllib3", "httpx", "filelock", "faiss.loader")
+# Below DEBUG: what transformers and huggingface_hub read when they are imported (here and in the workers).
+QUIET_ENVIRONMENT = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def is_debug(level: str) -> bool:
+    """Whether ``--log-level`` asks for everything (DEBUG or lower)."""
+    value = logging.getLevelName(str(level).upper())
+    return isinstance(value, int) and value <= logging.DEBUG
 
 
 def configure_logging(level: str) -> None:
-    """The clipscore log format at ``level``."""
+    """The clipscore log format at ``level``; below DEBUG, the libraries' own output quietened too."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not is_debug(level):
+        for key, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(key, value)
 
 
 def run_job(args: argparse.Namespace, job: Callable[[Any, Any], Any], options: Any,
             check: Callable[[Any], None] | None = None) -> Any:
     """``check(options)`` (before any Spark start-up cost), then ``job(spark, options)`` in the active session,
-    or in one made for it and stopped afterwards."""
+    or in one made for it (quiet below DEBUG) and stopped afterwards."""
     from clipscore.jobs.session import job_session
 
     if check is not None:
         check(options)
-    with job_session(f"clipscore-{args.command}", args.master) as spark:
+    with job_session(f"clipscore-{args.command}", args.master, quiet=not is_debug(args.log_level)) as spark:
         return job(spark, options)
 
 

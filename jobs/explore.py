@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from clipscore.config.choices import OUTPUT_FORMATS
+    from clipscore.jobs.entry import configure_logging, is_debug
     from clipscore.jobs.session import job_session
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -57,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by", help="a column to split the counts by (e.g. kind)")
     parser.add_argument("--format", default="delta", choices=OUTPUT_FORMATS)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG also shows Spark's own output")
     args = parser.parse_args(argv)
-    with job_session("clipscore-explore", args.master) as spark:
+    configure_logging(args.log_level)
+    with job_session("clipscore-explore", args.master, quiet=not is_debug(args.log_level)) as spark:
         if args.by and args.by in read_table(spark, args.table, args.format).columns:
             with pd.option_context("display.width", 200, "display.max_columns", 20):
                 print(bands_by(spark, args.table, args.by, args.format).to_string())

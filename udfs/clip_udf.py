@@ -7,9 +7,13 @@ before they reach the model, and the scorer prepares the next slice while the mo
 
 The device is the GPU that Spark assigned to this task (``TaskContext.resources()["gpu"]``), else
 the first visible GPU, else the CPU; see ``clipscore.models.runtime.resolve_device``.
+
+Unless the driver's ``clipscore`` logger is at DEBUG, the workers' transformers logs only errors and
+draws no progress bars (``Loading weights``): executor logs stay readable, and so does a local run's console.
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterator, Sequence
 
 import pandas as pd
@@ -70,6 +74,14 @@ def score_iterator(options: ScoringOptions, batches: Iterator[tuple[pd.Series, p
         scorer.close()
 
 
+def quiet_libraries() -> None:
+    """This process's transformers: errors only, no progress bars (the workers, below DEBUG on the driver)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def make_score_udf(options: ScoringOptions, columns: Sequence[str] | None = None):
     """A pandas UDF ``(image, caption) -> struct<score columns, score_band, score_error, runtime>``.
 
@@ -82,9 +94,12 @@ def make_score_udf(options: ScoringOptions, columns: Sequence[str] | None = None
 
     options = options.scoring
     columns = tuple(columns) if columns is not None else planned_columns(options)
+    quiet = not logging.getLogger("clipscore").isEnabledFor(logging.DEBUG)  # decided on the driver
 
     @pandas_udf(result_schema(columns))
     def clip_score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
+        if quiet:
+            quiet_libraries()
         yield from score_iterator(options, batches, columns)
 
     # Non-deterministic: the optimiser must never duplicate or re-run an expensive model call.
