@@ -74,12 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="set_args", action="append", default=[], metavar="KEY=VALUE",
                        help="any TrainOptions field, e.g. --set use_gpu=true --set local_mode=false")
     _session_flags(train)
-    keep = sub.add_parser("filter", help="keep the pairs above a score, or the top fraction (per group)")
+    keep = sub.add_parser("filter", help="keep the pairs that pass SQL rules and/or a score cut (top fraction, per group)")
     keep.add_argument("--input", required=True, help="a scored table (path or catalog name)")
     keep.add_argument("--output", required=True, help="where the kept rows go (path or catalog name)")
-    rule = keep.add_mutually_exclusive_group(required=True)
+    rule = keep.add_mutually_exclusive_group()
     rule.add_argument("--min-score", dest="min_score", type=float, help="keep rows scoring at least this")
-    rule.add_argument("--top-fraction", dest="top_fraction", type=float, help="keep this fraction of the scored rows")
+    rule.add_argument("--top-fraction", dest="top_fraction", type=float,
+                      help="keep this fraction of the scored rows (of those passing --where/--preset)")
+    keep.add_argument("--where", help="a Spark SQL predicate over any columns, e.g. \"caption_language = 'en'\"")
+    keep.add_argument("--preset", help="a named baseline: datacomp-basic (English, > 2 words, > 5 chars, "
+                                       "shorter side >= 200, aspect <= 3, then the top 30 %%)")
     keep.add_argument("--per", help="with --top-fraction: one cut per value of this column")
     keep.add_argument("--score-col", dest="score_col", help="the score to cut (default similarity)")
     keep.add_argument("--keep-column", dest="keep_column", action="store_true",
@@ -99,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--score-col", "--image-col", "--caption-col", "--image-base-path", "--model", "--input-format"):
         report.add_argument(flag, dest=flag[2:].replace("-", "_"))
     report.add_argument("--seed", type=int)
+    report.add_argument("--where", dest="where", action="append",
+                        help="a rule (Spark SQL predicate) whose drops the report counts; repeatable")
+    report.add_argument("--preset", help="count the drops of a preset's rules (default: datacomp-basic when the "
+                                         "table has its signal columns)")
     report.add_argument("--candidates", type=int,
                         help="with stored embeddings: the table's distinct captions the sample is matched against (10000)")
     report.add_argument("--margin", type=float, help="how much another caption must win by to flag a row (0.02)")
@@ -106,7 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(sub)
     _suggest_parser(sub)
     _dedup_parser(sub)
+    _probe_parser(sub)
     return parser
+
+
+def _probe_parser(sub) -> None:
+    probe = sub.add_parser("probe", help="train a linear head on the stored image embeddings from a label column")
+    probe.add_argument("--input", required=True, help="a table scored with --set write_embeddings=true, with labels")
+    probe.add_argument("--label-col", dest="label_col", required=True, help="0/1, true/false or a boolean column")
+    probe.add_argument("--output", required=True, help="the head file to write (.safetensors)")
+    probe.add_argument("--model-name", dest="model_name", help="whose embeddings, when several models wrote some")
+    probe.add_argument("--val-fraction", dest="val_fraction", type=float, help="rows held out for the ROC AUC (0.2)")
+    probe.add_argument("--reg-param", dest="reg_param", type=float, help="L2 strength (MLlib regParam, 0.001)")
+    probe.add_argument("--max-iter", dest="max_iter", type=int)
+    probe.add_argument("--seed", type=int)
+    _job_flags(probe)
 
 
 def _job_flags(parser: argparse.ArgumentParser) -> None:

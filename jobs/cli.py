@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = {"score": _score, "merge": _merge, "train": _train, "filter": _filter, "report": _report,
-               "search": _search, "suggest": _suggest, "dedup": _dedup}[args.command]
+               "search": _search, "suggest": _suggest, "dedup": _dedup, "probe": _probe}[args.command]
     return command(args)
 
 
@@ -57,7 +57,7 @@ def _filter(args: argparse.Namespace) -> int:
 
     run_job(args, run_filter, options_from_args(FilterOptions, args, (
         "input", "output", "min_score", "top_fraction", "per", "score_col", "accuracy", "input_format",
-        "output_format", "mode"), keep_column=args.keep_column))
+        "output_format", "mode", "where", "preset"), keep_column=args.keep_column))
     return 0
 
 
@@ -66,7 +66,7 @@ def _report(args: argparse.Namespace) -> int:
 
     run_job(args, run_report, options_from_args(ReportOptions, args, (
         "input", "output", "category_col", "sample", "figures", "thresholds", "score_col", "image_col", "caption_col",
-        "image_base_path", "model", "input_format", "seed", "margin", "candidates")))
+        "image_base_path", "model", "input_format", "seed", "margin", "candidates", "where", "preset")))
     return 0
 
 
@@ -117,3 +117,11 @@ def _dedup(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from clipscore.jobs.probe import ProbeOptions, run_probe
+
+    run_job(args, run_probe, options_from_args(ProbeOptions, args, (
+        "input", "output", "label_col", "model_name", "val_fraction", "reg_param", "max_iter", "seed", "input_format")))
+    return 0

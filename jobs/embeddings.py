@@ -1,9 +1,10 @@
 """A scored table's stored embeddings, as the search, suggest and dedup jobs (and the report) read them.
 
 Finds the ``image_embedding``/``text_embedding`` columns (``_<name>`` per model when several models
-ran: the primary's by default), their dtype (the ``clipscore.embeddings`` property of a Delta table,
-else detected from one stored cell: the dtype under which it decodes to a unit vector) and the model
-that wrote them (the ``clipscore.models`` property, or ``--model``), before any scan.
+ran: the primary's by default), their format (``array<float>`` columns: dtype ``array``; binary cells:
+the ``clipscore.embeddings`` property of a Delta table, else detected from one stored cell: the dtype
+under which it decodes to a unit vector) and the model that wrote them (the ``clipscore.models``
+property, or ``--model``), before any scan.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pyspark.sql import types as T
 from clipscore.config.coerce import ConfigError
 from clipscore.jobs.names import col
 from clipscore.jobs.tables import read_table, resolve_input_format
-from clipscore.retrieval.vectors import DTYPES, detect_dtype
+from clipscore.retrieval.vectors import ARRAY, DTYPES, detect_dtype
 
 log = logging.getLogger("clipscore")
 
@@ -54,9 +55,12 @@ def open_embeddings(spark: SparkSession, source: str, input_format: str = "auto"
     suffix = _suffix(df, model_name, specs, source)
     image_col, text_col = f"image_embedding{suffix}", f"text_embedding{suffix}"
     for name in (image_col, text_col):
-        if not isinstance(df.schema[name].dataType, T.BinaryType):
-            raise ConfigError(f"Column '{name}' of {source} is {df.schema[name].dataType.simpleString()}, not the "
-                              "binary embedding clipscore score writes with --set write_embeddings=true.")
+        kind = df.schema[name].dataType
+        if not (isinstance(kind, T.BinaryType) or (isinstance(kind, T.ArrayType)
+                                                   and isinstance(kind.elementType, (T.FloatType, T.DoubleType)))):
+            raise ConfigError(f"Column '{name}' of {source} is {kind.simpleString()}, not an embedding column "
+                              "(array<float>, or the binary cells of embedding_format: binary16/binary32) as "
+                              "clipscore score writes with --set write_embeddings=true.")
     spec = next((s for s in specs if f"_{s['name']}" == suffix), specs[0] if specs and not suffix else None)
     found_model = model or (spec["model"] if spec else provenance.get("clipscore.model") or None)
     revision = None if model else (spec.get("revision") if spec else provenance.get("clipscore.model_revision") or None)
@@ -87,8 +91,16 @@ def _dtype_and_dim(df: DataFrame, column: str, recorded: str | None, source: str
     first = df.filter(col(column).isNotNull()).select(col(column)).limit(1).collect()
     if not first:
         raise ConfigError(f"Column '{column}' of {source} holds no embedding (every row failed to score?).")
-    cell = bytes(first[0][0])
+    value = first[0][0]
+    if not isinstance(value, (bytes, bytearray, memoryview)):  # array<float>: nothing to detect
+        if detect_dtype(value) != ARRAY:
+            raise ConfigError(f"Column '{column}' of {source} does not hold unit vectors ({len(value)} values, "
+                              f"norm {float(sum(v * v for v in value)) ** 0.5:.3f}).")
+        return ARRAY, len(value)
+    cell = bytes(value)
     detected = detect_dtype(cell)
+    if recorded == ARRAY:  # a binary column in a table whose later run wrote arrays: judge the cell
+        recorded = None
     if recorded and recorded not in DTYPES:
         raise ConfigError(f"embedding_dtype must be one of {', '.join(DTYPES)}; got '{recorded}'.")
     dtype = recorded or detected

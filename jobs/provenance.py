@@ -64,7 +64,7 @@ def fingerprint_options(cfg: ScoreConfig) -> dict:
     if cfg.band_column != "similarity":
         options["band_column"] = cfg.band_column
     if cfg.write_embeddings:  # rows scored without embeddings are scored again to get them
-        options["embeddings"] = cfg.embedding_dtype
+        options["embeddings"] = cfg.embedding_dtype if cfg.embedding_format == "binary" else "array"
     if cfg.preprocess == "exact":
         # Tables scored before `preprocess` existed carry "jpeg_draft": false, and exact gives those
         # very scores (bit-identical frames): their fingerprints stay valid, nothing is re-scored.
@@ -158,7 +158,8 @@ def provenance_properties(cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> 
         "clipscore.models": json.dumps([{"name": m.name, "model": m.model, "revision": m.revision}
                                         for m in cfg.models]),
         "clipscore.band_column": cfg.band_column,
-        "clipscore.embeddings": cfg.embedding_dtype if cfg.write_embeddings else "",
+        "clipscore.embeddings": ((cfg.embedding_dtype if cfg.embedding_format == "binary" else "array")
+                                 if cfg.write_embeddings else ""),
         "clipscore.device": ",".join(sorted({d for d, _ in runtimes})),
         "clipscore.precision": ",".join(sorted({p for _, p in runtimes})),
         "clipscore.band_edges": json.dumps([float(e) for e in cfg.band_edges]),

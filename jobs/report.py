@@ -31,7 +31,9 @@ from clipscore.config.coerce import ConfigError, Options, coerce_fields
 from clipscore.report import figures, mislabels, render
 from clipscore.jobs.columns import error_code, has_score
 from clipscore.jobs.names import col
+from clipscore.jobs.rules import PRESETS, drop_counts
 from clipscore.jobs.tables import read_table, resolve_input_format
+from clipscore.schema.columns import is_signal_column
 
 log = logging.getLogger("clipscore")
 
@@ -55,6 +57,8 @@ class ReportOptions(Options):
     model: str | None = None  # re-embed the sample with this model instead of the table's provenance
     candidates: int = 10_000  # with stored embeddings: distinct captions the sample's images are matched against
     input_format: str = "auto"
+    where: tuple[str, ...] = ()  # rules whose drops the report counts (besides --preset's)
+    preset: str | None = None  # default: datacomp-basic when the table has its signal columns
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -96,6 +100,64 @@ def histogram(df: DataFrame, score: str, lo: float, hi: float, bins: int, by: st
     rows["bin_lo"] = lo + rows["bin"] * width
     rows["bin_hi"] = rows["bin_lo"] + width
     return rows.rename(columns={"count": "rows"})
+
+
+_CATEGORICAL = ("caption_language", "image_format", "caption_truncated")
+
+
+def signal_distributions(df: DataFrame, bins: int, figs: dict[str, bytes], top: int = 15) -> list[dict[str, Any]]:
+    """A figure per signal column present (histogram, or bars of the most frequent values), from Spark aggregates."""
+    names = [c for c in df.columns if is_signal_column(c) and c != "image_phash"]
+    if not names:
+        return []
+    numeric = [c for c in names if c not in _CATEGORICAL]
+    first = df.agg(*[F.min(col(c)).alias(f"lo_{i}") for i, c in enumerate(numeric)],
+                   *[F.max(col(c)).alias(f"hi_{i}") for i, c in enumerate(numeric)],
+                   *[F.count(col(c)).alias(f"n_{i}") for i, c in enumerate(names)],
+                   *([F.approx_count_distinct(col("image_phash")).alias("phash_distinct"),
+                      F.count(col("image_phash")).alias("phash_n")] if "image_phash" in df.columns else [])).first()
+    items = []
+    for i, name in enumerate(names):
+        present = int(first[f"n_{i}"])
+        if name in _CATEGORICAL:
+            rows = (df.filter(col(name).isNotNull()).groupBy(col(name).alias("value")).count()
+                    .orderBy(F.desc("count")).limit(top).toPandas().rename(columns={"count": "rows"}))
+            kind = "categorical"
+        else:
+            j = numeric.index(name)
+            lo, hi = first[f"lo_{j}"], first[f"hi_{j}"]
+            if lo is None:
+                continue
+            lo, hi = float(lo), float(hi)
+            rows = histogram(df.filter(col(name).isNotNull()), name, lo, hi if hi > lo else lo + 1, bins)
+            kind = "numeric"
+        if rows.empty:
+            continue
+        figs[f"signal_{name}"] = figures.signal(name, kind, rows)
+        items.append({"name": name, "figure": f"signal_{name}", "present": present, "distinct": None})
+    if "image_phash" in df.columns and first["phash_n"]:
+        items.append({"name": "image_phash", "figure": None, "present": int(first["phash_n"]),
+                      "distinct": int(first["phash_distinct"])})
+    return items
+
+
+def rule_table(df: DataFrame, options: ReportOptions) -> dict[str, Any] | None:
+    """Rows each rule would drop (alone and together): --preset and --where, else datacomp-basic when the
+    table has its signals, plus the first --threshold as a score rule."""
+    preset = options.preset
+    needed = {"caption_language", "caption_words", "caption_chars", "image_width", "image_height"}
+    if preset is None and not options.where and needed <= set(df.columns):
+        preset = "datacomp-basic"
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"Unknown --preset '{preset}'; presets: {', '.join(PRESETS)}.")
+    rules = [*(PRESETS[preset].rules if preset else ()), *((f"where {i + 1}", w) for i, w in enumerate(options.where))]
+    if options.thresholds:
+        rules.append((f"{options.score_col} >= {options.thresholds[0]:g}", f"`{options.score_col}` >= {options.thresholds[0]!r}"))
+    if not rules:
+        return None
+    table = drop_counts(df, rules)
+    table["source"] = f"preset {preset}" if preset else "the rules given"
+    return table
 
 
 def bands(df: DataFrame) -> list[tuple[str, int, float]]:
@@ -256,10 +318,13 @@ def run_report(spark: SparkSession, options: ReportOptions) -> dict[str, Any]:
     if matrix is not None:
         figs["matrix"] = figures.matrix(matrix.matrix, matrix.rows[options.caption_col].tolist())
     cards = render.mislabel_cards(found, options.image_col, options.caption_col, options.image_base_path)
+    signal_items = signal_distributions(df, options.bins, figs)
+    rules = rule_table(df, options)
     html = render.render_page(
         source=options.input, score_col=options.score_col, category_col=options.category_col, summary=stats,
         provenance=provenance, figs=figs, categories=cats, grids=grids, mislabels=cards, sample_note=sample_note,
-        mislabel_note=mislabel_note, bands=bands(df), seconds=round(time.perf_counter() - started, 1))
+        mislabel_note=mislabel_note, bands=bands(df), seconds=round(time.perf_counter() - started, 1),
+        signals=signal_items, rules=rules)
     render.write_report(options.output, html, figs, options.figures)
     seconds = round(time.perf_counter() - started, 1)
     log.info("wrote report %s in %.1f s (%d rows, %d likely mislabels in the sample)", options.output, seconds,

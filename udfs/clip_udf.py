@@ -26,9 +26,9 @@ from clipscore.config.options import ScoringOptions
 RUNTIME_COLUMNS = ("score_device", "score_precision")
 
 
-def result_schema(columns: Sequence[str]) -> str:
-    """The UDF's struct schema for the core's ``columns`` (scores are floats) plus the runtime columns."""
-    types = {c: column_type(c) for c in columns}
+def result_schema(columns: Sequence[str], embedding_format: str = "array") -> str:
+    """The UDF's struct schema for the core's ``columns`` (typed by ``column_type``) plus the runtime columns."""
+    types = {c: column_type(c, embedding_format) for c in columns}
     types.update({c: "string" for c in RUNTIME_COLUMNS})
     return ", ".join(f"`{c}` {t}" for c, t in types.items())
 
@@ -96,7 +96,7 @@ def make_score_udf(options: ScoringOptions, columns: Sequence[str] | None = None
     columns = tuple(columns) if columns is not None else planned_columns(options)
     quiet = not logging.getLogger("clipscore").isEnabledFor(logging.DEBUG)  # decided on the driver
 
-    @pandas_udf(result_schema(columns))
+    @pandas_udf(result_schema(columns, options.embedding_format))
     def clip_score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.DataFrame]:
         if quiet:
             quiet_libraries()

@@ -93,3 +93,22 @@ def matrix(values: np.ndarray, captions: Sequence[str]) -> bytes:
     ax.set_title("sample: image (row) against caption (column); own pairs outlined")
     fig.colorbar(shown, ax=ax, fraction=0.04)
     return _png(fig)
+
+
+def signal(name: str, kind: str, data: pd.DataFrame) -> bytes:
+    """One signal's distribution: a histogram (``kind`` numeric: bin_lo, bin_hi, rows) or bars (``kind``
+    categorical: value, rows; the most frequent first)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    if kind == "numeric":
+        rows = data.sort_values("bin_lo")
+        ax.bar(rows["bin_lo"], rows["rows"], width=(rows["bin_hi"] - rows["bin_lo"]), align="edge", color="#55a868",
+               edgecolor="white", linewidth=0.3)
+        ax.set_xlabel(name)
+    else:
+        rows = data.iloc[::-1]
+        ax.barh([str(v) for v in rows["value"]], rows["rows"], color="#8172b2")
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel("rows")
+    ax.set_title(name, fontsize=9)
+    return _png(fig)

@@ -57,7 +57,8 @@ def mislabel_cards(found: pd.DataFrame, image_col: str, caption_col: str, image_
 
 def render_page(*, source: str, score_col: str, category_col: str | None, summary: dict[str, Any],
                 provenance: dict[str, str], figs: dict[str, bytes], categories: list, grids: list, mislabels: list,
-                sample_note: str, mislabel_note: str, bands: list, seconds: float) -> str:
+                sample_note: str, mislabel_note: str, bands: list, seconds: float, signals: list | None = None,
+                rules: dict | None = None) -> str:
     """The report's HTML from ``templates/report.html``; figures embedded as PNG data URIs."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -67,7 +68,8 @@ def render_page(*, source: str, score_col: str, category_col: str | None, summar
         source=source, generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         seconds=seconds, summary=summary, score_col=score_col, provenance=shown,
         figures={k: data_uri(v) for k, v in figs.items()}, bands=bands, category_col=category_col,
-        categories=categories, grids=grids, mislabels=mislabels, mislabel_note=mislabel_note, sample_note=sample_note)
+        categories=categories, grids=grids, mislabels=mislabels, mislabel_note=mislabel_note, sample_note=sample_note,
+        signals=signals or [], rules=rules)
 
 
 def write_report(output: str, html: str, figs: dict[str, bytes], figures_dir: str | None = None) -> None:

@@ -44,7 +44,7 @@ def test_signals_are_typed_columns_equal_to_the_core(spark, tmp_path, tiny_cfg, 
         np.testing.assert_allclose(got[column].to_numpy(np.float64), expected[column].to_numpy(np.float64),
                                    atol=1e-6, equal_nan=True)
     # Nulls are nulls in Spark (not NaN, not 0): an unloadable image, a null caption.
-    assert table.filter("id = 'c' AND image_width IS NULL AND caption_chars = 21").count() == 1
+    assert table.filter("id = 'c' AND image_width IS NULL AND caption_chars = 22").count() == 1
     assert table.filter("id = 'b' AND caption_tokens IS NULL AND image_width = 64").count() == 1
     assert table.filter("id = 'c' AND concept_dog IS NULL AND head_h IS NULL").count() == 1
     assert table.filter("id = 'e' AND caption_truncated").count() == 1
