@@ -77,12 +77,24 @@ def add_scores(df: DataFrame, cfg: ScoreConfig, runtime: bool = False) -> DataFr
     if cfg.repartition:
         base = base.repartition(cfg.repartition)
     udf = make_score_udf(cfg, columns)
-    scored = base.withColumn("_clipscore", udf(col(cfg.image_col), col(cfg.caption_col)))
+    image = col(cfg.image_col)
+    known_bad = SOURCE_ERROR in base.columns  # a reader's reason (WebDataset shards): such rows skip the model
+    if known_bad:
+        image = F.when(F.col(SOURCE_ERROR).isNull(), image)
+    scored = base.withColumn("_clipscore", udf(image, col(cfg.caption_col)))
     extra = RUNTIME_COLUMNS if runtime else ()
-    return scored.select(
-        *[col(c) for c in base.columns if c not in cfg.drop_columns],
-        *[F.col(f"_clipscore.{name}").alias(name) for name in (*columns, *extra)],
-    )
+
+    def output(name: str):
+        value = F.col(f"_clipscore.{name}")
+        if known_bad and name == "score_error":
+            value = F.coalesce(F.col(SOURCE_ERROR), value)
+        return value.alias(name)
+
+    return scored.select(*[col(c) for c in base.columns if c not in cfg.drop_columns],
+                         *[output(name) for name in (*columns, *extra)])
+
+
+SOURCE_ERROR = "source_error"  # a reason the reader found (clipscore.io.webdataset); it becomes score_error
 
 
 def early_checks(cfg: ScoreConfig) -> None:

@@ -17,6 +17,7 @@ from clipscore.config.coerce import ConfigError
 from clipscore.config.job import ScoreConfig
 from clipscore.schema.errors import first_line
 # Re-exported: the names' home is clipscore.jobs.names; tests and older code import them from here.
+from clipscore.jobs.webdataset import SHARD_SUFFIXES, read_shards
 from clipscore.jobs.names import check_names, col, is_table_name, parse_table_name, quote_identifier, table_identifier
 
 __all__ = ["check_names", "col", "is_delta_path", "is_table_name", "output_exists", "parse_table_name",
@@ -42,6 +43,8 @@ def resolve_input_format(spark: SparkSession, source: str, requested: str) -> st
         return "table"
     if source.lower().rstrip("/").endswith(".csv"):
         return "csv"
+    if source.lower().rstrip("/").endswith(SHARD_SUFFIXES) or (".tar" in source.lower() and "{" in source):
+        return "webdataset"
     if is_delta_path(spark, source):
         return "delta"
     return "parquet"
@@ -52,6 +55,8 @@ def read_source(spark: SparkSession, cfg: ScoreConfig) -> DataFrame:
     fmt = resolve_input_format(spark, source, cfg.input_format)
     if fmt == "table":
         source_ident = table_identifier(source, "input")  # a ConfigError of its own, before the read
+    if fmt == "webdataset":  # its own errors are ConfigErrors already (no shard, not a tar, a scheme)
+        return read_shards(spark, source, cfg.max_image_bytes, cfg.fsspec_schemes)
     try:
         if fmt == "table":
             return spark.read.table(source_ident)
@@ -63,7 +68,7 @@ def read_source(spark: SparkSession, cfg: ScoreConfig) -> DataFrame:
     except Exception as exc:  # noqa: BLE001 - surfaced as a configuration error, before any scoring
         raise ConfigError(
             f"Could not read --input '{source}' as {fmt}: {first_line(exc, 400)}. "
-            "Check the path or table name, and --input-format (delta, parquet, csv or table)."
+            "Check the path or table name, and --input-format (delta, parquet, csv, webdataset or table)."
         ) from None
 
 
@@ -91,6 +96,11 @@ def validate_columns(df: DataFrame, cfg: ScoreConfig) -> None:
 def read_table(spark: SparkSession, target: str, fmt: str) -> DataFrame:
     if is_table_name(target):
         return spark.read.table(table_identifier(target))
+    if fmt == "webdataset":
+        from clipscore.config.options import ScoringOptions
+
+        defaults = ScoringOptions(device="cpu")
+        return read_shards(spark, target, defaults.max_image_bytes, defaults.fsspec_schemes)
     return spark.read.format(fmt).load(target)
 
 

@@ -9,10 +9,16 @@ so our keys are its ``__key__`` exactly. One row per sample, with a fixed schema
   ``caption`` (the ``.txt``, UTF-8); ``json`` (the raw ``.json``, string);
 * the fields img2dataset writes in that ``.json`` (``IMG2DATASET_FIELDS``: url, width, height, status ...),
   as typed columns, null when absent;
-* ``source_error``: a row error (``category: detail``, ``clipscore.schema.errors``) found while reading:
-  a member larger than ``max_image_bytes`` (never read into memory: the stream skips it), a caption
-  that is not UTF-8, a ``.json`` that does not parse; or, on the one extra row a damaged shard gets,
-  ``shard_truncated`` / ``shard_unreadable`` (every sample before the damage is kept).
+* ``source_error``: why a row cannot be scored, found while reading (``category: detail``,
+  ``clipscore.schema.errors``): an image member larger than ``max_image_bytes`` (never read into
+  memory: the stream skips it), a caption larger than that or not UTF-8, the sample a damaged shard
+  cut; and on the one extra row a damaged shard gets, ``shard_truncated`` / ``shard_unreadable``
+  (every sample before the damage is kept). The scoring job puts it in ``score_error``. A ``.json``
+  that does not parse only leaves the typed fields null (the raw text stays in ``json``); a member
+  repeated under one key keeps its first copy.
+
+The extra row of a damaged shard has the key ``SHARD_ERROR_KEY_PREFIX + shard`` (no sample has such a
+key), so a merge by key keeps exactly one such row per shard, run after run.
 
 ``ShardWriter`` writes samples into a tar in the same layout, deterministically (fixed mtime, owner
 and mode), for ``clipscore export``.
@@ -46,12 +52,16 @@ def split_name(name: str) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
+SHARD_ERROR_KEY_PREFIX = "__shard__:"
+
+
 @dataclass
 class _Sample:
     key: str
     members: dict = field(default_factory=dict)  # extension (lower case) -> bytes
     errors: list = field(default_factory=list)
     image_ext: str | None = None
+    skipped: set = field(default_factory=set)  # extensions of members over the size limit
 
 
 def _row(sample: _Sample, shard: str) -> dict:
@@ -60,6 +70,8 @@ def _row(sample: _Sample, shard: str) -> dict:
     if sample.image_ext is not None and sample.image_ext in sample.members:
         row["image"], row["image_ext"] = sample.members[sample.image_ext], sample.image_ext
     caption_ext = next((e for e in CAPTION_EXTENSIONS if e in sample.members), None)
+    if caption_ext is None and sample.skipped & set(CAPTION_EXTENSIONS):
+        sample.errors.append(row_error("member_too_large", f"{sample.key}'s caption is over the size limit; not read"))
     if caption_ext is not None:
         try:
             row["caption"] = sample.members[caption_ext].decode("utf-8")
@@ -70,9 +82,8 @@ def _row(sample: _Sample, shard: str) -> dict:
         row["json"] = raw
         try:
             meta = json.loads(raw)
-        except ValueError as exc:
-            meta = None
-            sample.errors.append(row_error("metadata_invalid", f"{sample.key}.json does not parse: {first_line(exc, 120)}"))
+        except ValueError:
+            meta = None  # the raw text stays in `json`; the typed fields stay null
         if isinstance(meta, dict):
             for name, kind in IMG2DATASET_FIELDS.items():
                 value = meta.get(name)
@@ -89,8 +100,28 @@ def _row(sample: _Sample, shard: str) -> dict:
 
 def shard_error_row(shard: str, code: str, detail: str, key: str | None = None) -> dict:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
-    row.update(key=key, shard=shard, source_error=row_error(code, detail))
+    row.update(key=key or SHARD_ERROR_KEY_PREFIX + shard, shard=shard, source_error=row_error(code, detail))
     return row
+
+
+class _EndAwareTarInfo(tarfile.TarInfo):
+    """Records how the archive ended: tarfile accepts a stream cut at a header boundary as a normal end
+    (it only ends cleanly at the zero blocks of the end-of-archive marker); we must tell them apart."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.EOFHeaderError:
+            tar.clipscore_end = "marker"
+            raise
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
+            tar.clipscore_end = "cut"
+            raise
+
+
+class _Truncated(Exception):
+    pass
 
 
 def read_shard(stream: BinaryIO, shard: str, max_image_bytes: int, max_member_bytes: int | None = None) -> Iterator[dict]:
@@ -105,7 +136,7 @@ def read_shard(stream: BinaryIO, shard: str, max_image_bytes: int, max_member_by
     current: _Sample | None = None
     members = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_EndAwareTarInfo) as tar:
             for member in tar:
                 members += 1
                 if not member.isfile():
@@ -121,17 +152,20 @@ def read_shard(stream: BinaryIO, shard: str, max_image_bytes: int, max_member_by
                 is_image = ext in IMAGE_EXTENSIONS or ext.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS
                 limit = max_image_bytes if is_image else max_member_bytes
                 if member.size > limit:
-                    current.errors.append(row_error("image_too_large" if is_image else "member_too_large",
-                                                    f"{member.name} is {member.size} bytes (limit {limit}); not read"))
+                    current.skipped.add(ext)
+                    if is_image:
+                        current.errors.append(row_error("image_too_large",
+                                                        f"{member.name} is {member.size} bytes (limit {limit}); not read"))
                     continue  # the stream skips the member's blocks without keeping them
                 if ext in current.members:
-                    current.errors.append(row_error("duplicate_member", f"{member.name} appears twice in the shard"))
-                    continue
+                    continue  # a repeated member: the first copy counts, as webdataset's own reader keeps one
                 handle = tar.extractfile(member)
                 current.members[ext] = handle.read() if handle is not None else b""
                 if is_image and current.image_ext is None:
                     current.image_ext = ext
-    except (tarfile.ReadError, EOFError, OSError, tarfile.StreamError) as exc:
+            if getattr(tar, "clipscore_end", None) == "cut":
+                raise _Truncated("the stream ended without the end-of-archive marker")
+    except (tarfile.ReadError, EOFError, OSError, tarfile.StreamError, _Truncated) as exc:
         reason = f"{first_line(exc, 200)} after {members} member(s)"
         if current is not None:  # the sample the damage cut: kept, with what it has, and why it is partial
             row = _row(current, shard)

@@ -57,11 +57,9 @@ _CATEGORIES = (
     ErrorCategory("caption_bad_type", "a caption that is not text"),
     ErrorCategory("shard_truncated",
                   "a WebDataset tar that ends early or is corrupt: its samples before the damage are kept, "
-                  "and this one extra row (key null) names the shard"),
+                  "and this one extra row (key `__shard__:<path>`) names the shard"),
     ErrorCategory("shard_unreadable", "a WebDataset path that is not a tar at all (one row names it)"),
-    ErrorCategory("member_too_large", "a non-image tar member larger than `max_image_bytes` (skipped in the stream)"),
-    ErrorCategory("duplicate_member", "a tar holds the same key and extension twice (the first one is kept)"),
-    ErrorCategory("metadata_invalid", "a sample's .json does not parse (the raw text is kept in `json`)"),
+    ErrorCategory("member_too_large", "a WebDataset caption member larger than `max_image_bytes` (skipped in the stream)"),
     ErrorCategory("embedding_invalid",
                   "the model produced a NaN, infinite or zero embedding for this image or caption "
                   "(e.g. fp16 overflow)"),

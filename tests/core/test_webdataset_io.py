@@ -15,29 +15,10 @@ import webdataset as wds
 
 from clipscore.io.webdataset import COLUMNS, ShardWriter, read_shard, split_name
 from support.images import encode, photo_like
+from support.shards import img2dataset_members, write_tar
 
 
-def _tar(path, members: list[tuple[str, bytes]]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
-def img2dataset_members(shard: int, n: int, with_missing: bool = False) -> list[tuple[str, bytes]]:
-    members = []
-    for i in range(n):
-        key = f"{shard:05d}{i:04d}"
-        meta = {"url": f"https://example.com/{i}.jpg", "caption": f"caption {i}", "key": key, "status": "success",
-                "error_message": None, "width": 32, "height": 24, "original_width": 64, "original_height": 48,
-                "exif": "{}", "sha256": "ab" * 32}
-        if not (with_missing and i == 1):
-            members.append((f"{key}.jpg", encode(photo_like(32, 24, seed=i), "JPEG")))
-        if not (with_missing and i == 2):
-            members.append((f"{key}.txt", f"caption {i}".encode()))
-        members.append((f"{key}.json", json.dumps(meta).encode()))
-    return members
+_tar = write_tar
 
 
 def _read(path, max_bytes=1 << 20) -> list[dict]:
@@ -65,7 +46,7 @@ def test_samples_without_image_or_caption_keep_their_row(tmp_path):
     _tar(path, img2dataset_members(1, 4, with_missing=True))
     rows = _read(path)
     assert len(rows) == 4
-    assert rows[1]["image"] is None and rows[1]["caption"] == "caption 1"
+    assert rows[1]["image"] is None and rows[1]["caption"] == "a photo number 1 of shard 1"
     assert rows[2]["caption"] is None and rows[2]["image"] is not None
 
 
@@ -77,12 +58,12 @@ def test_a_truncated_shard_keeps_every_sample_before_the_damage(tmp_path):
     cut.write_bytes(data[: int(len(data) * 0.6)])
     rows = _read(cut)
     full = _read(path)
-    good = [r for r in rows if r["key"] is not None and r["source_error"] is None]
+    good = [r for r in rows if r["source_error"] is None]
     assert 2 <= len(good) < 6
     assert [r["key"] for r in good] == [r["key"] for r in full[: len(good)]]
     assert [r["image"] for r in good] == [r["image"] for r in full[: len(good)]]
     damaged = rows[-1]
-    assert damaged["key"] is None and damaged["source_error"].startswith("shard_truncated:")
+    assert damaged["key"] == f"__shard__:{cut}" and damaged["source_error"].startswith("shard_truncated:")
     assert str(cut) in damaged["source_error"]
 
 
@@ -117,7 +98,7 @@ def test_a_non_image_member_and_bad_json_and_bad_utf8(tmp_path):
                 ("k3.npy", b"123"), ("k3.txt", b"only text")])
     rows = _read(path)
     assert rows[0]["source_error"].startswith("caption_bad_type:") and rows[0]["caption"] is None
-    assert rows[1]["source_error"].startswith("metadata_invalid:") and rows[1]["json"] == "{not json"
+    assert rows[1]["source_error"] is None and rows[1]["json"] == "{not json" and rows[1]["url"] is None
     assert rows[2]["image"] is None and rows[2]["caption"] == "only text"
 
 
