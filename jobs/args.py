@@ -115,7 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     _suggest_parser(sub)
     _dedup_parser(sub)
     _probe_parser(sub)
+    _export_parser(sub)
     return parser
+
+
+def _export_parser(sub) -> None:
+    export = sub.add_parser("export", help="write a table's rows as WebDataset shards (or one Parquet dataset)")
+    export.add_argument("--input", required=True, help="a table (typically clipscore filter's output)")
+    export.add_argument("--output", required=True, help="the folder for the shards")
+    export.add_argument("--format", choices=("webdataset", "parquet"), help="webdataset (default) or parquet")
+    export.add_argument("--shard-rows", dest="shard_rows", type=int, help="samples per shard at most (10000)")
+    export.add_argument("--shard-bytes", dest="shard_bytes", type=int, help="bytes per shard at most (1 GiB)")
+    export.add_argument("--key", help="the unique, tar-safe key column (default: key, else id)")
+    for flag in ("--image-col", "--caption-col", "--image-base-path"):
+        export.add_argument(flag, dest=flag[2:].replace("-", "_"))
+    export.add_argument("--include-embeddings", dest="include_embeddings", action="store_true", default=None,
+                        help="also put the embedding columns in each sample's .json")
+    export.add_argument("--mode", choices=("error", "overwrite"), help="error (default) or overwrite")
+    _job_flags(export)
 
 
 def _probe_parser(sub) -> None:

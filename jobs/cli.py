@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = {"score": _score, "merge": _merge, "train": _train, "filter": _filter, "report": _report,
-               "search": _search, "suggest": _suggest, "dedup": _dedup, "probe": _probe}[args.command]
+               "search": _search, "suggest": _suggest, "dedup": _dedup, "probe": _probe, "export": _export}[args.command]
     return command(args)
 
 
@@ -124,4 +124,13 @@ def _probe(args: argparse.Namespace) -> int:
 
     run_job(args, run_probe, options_from_args(ProbeOptions, args, (
         "input", "output", "label_col", "model_name", "val_fraction", "reg_param", "max_iter", "seed", "input_format")))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from clipscore.jobs.export import ExportOptions, run_export
+
+    run_job(args, run_export, options_from_args(ExportOptions, args, (
+        "input", "output", "format", "shard_rows", "shard_bytes", "key", "image_col", "caption_col", "image_base_path",
+        "include_embeddings", "mode", "input_format")))
     return 0
