@@ -47,7 +47,7 @@ def open_embeddings(spark: SparkSession, source: str, input_format: str = "auto"
     fmt = resolve_input_format(spark, source, input_format)
     df = read_table(spark, source, fmt)
     provenance: dict[str, str] = {}
-    if fmt == "delta":
+    if fmt in ("delta", "parquet", "table"):  # Delta properties, or a Parquet output's sidecar
         from clipscore.jobs.provenance import table_provenance
 
         provenance = table_provenance(spark, source)

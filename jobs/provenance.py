@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,7 +37,7 @@ from clipscore import __version__
 from clipscore.config.job import ScoreConfig
 from clipscore.models import computation_version
 # delta_identifier lives with the other names (clipscore.jobs.names); notebooks and tests import it from here.
-from clipscore.jobs.names import col, delta_identifier
+from clipscore.jobs.names import col, delta_identifier, is_table_name
 
 log = logging.getLogger("clipscore")
 
@@ -168,10 +169,39 @@ def provenance_properties(cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> 
     }
 
 
+SIDECAR = "_clipscore_provenance.json"  # beside a Parquet output, which has no table properties
+
+
 def table_provenance(spark: SparkSession, target: str) -> dict[str, str]:
-    """The ``clipscore.*`` properties of a Delta table (empty when it has none)."""
-    rows = spark.sql(f"SHOW TBLPROPERTIES {delta_identifier(target)}").collect()
+    """The ``clipscore.*`` properties of a Delta table, or the sidecar of a Parquet path (empty when none)."""
+    sidecar = _sidecar(target)
+    if sidecar is not None and os.path.isfile(sidecar):
+        with open(sidecar, encoding="utf-8") as handle:
+            return {k: v for k, v in json.load(handle).items() if k.startswith(PROPERTY_PREFIX)}
+    try:
+        rows = spark.sql(f"SHOW TBLPROPERTIES {delta_identifier(target)}").collect()
+    except Exception:  # noqa: BLE001 - not a Delta table (plain Parquet without a sidecar): no provenance
+        return {}
     return {r["key"]: r["value"] for r in rows if r["key"].startswith(PROPERTY_PREFIX)}
+
+
+def _sidecar(target: str) -> str | None:
+    """The sidecar's path for a local or FUSE path target (None for catalog names and remote URLs)."""
+    if is_table_name(target) or "://" in target or target.startswith("dbfs:"):
+        return None
+    return os.path.join(target, SIDECAR)
+
+
+def record_parquet_provenance(target: str, cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> bool:
+    """The same properties as a Delta table's, as JSON beside a Parquet output (searchable without --model)."""
+    sidecar = _sidecar(target)
+    if sidecar is None:
+        log.warning("provenance is not recorded for a Parquet output at %s (no table properties, no local "
+                    "folder for a sidecar); use Delta, or pass --model to search and report", target)
+        return False
+    with open(sidecar, "w", encoding="utf-8") as handle:
+        json.dump(provenance_properties(cfg, runtimes or [NOTHING_RAN]), handle, indent=1, sort_keys=True)
+    return True
 
 
 def record_provenance(spark: SparkSession, target: str, cfg: ScoreConfig, runtimes: list[tuple[str, str]]) -> None:

@@ -202,7 +202,7 @@ def pick_rows(df: DataFrame, options: ReportOptions, centre: float, extra: tuple
 def scoring_model(spark: SparkSession, options: ReportOptions, fmt: str) -> tuple[str | None, str | None, dict]:
     """(model, revision, provenance shown) from ``--model`` or the table's ``clipscore.*`` properties."""
     provenance: dict[str, str] = {}
-    if fmt == "delta":
+    if fmt in ("delta", "parquet", "table"):  # Delta properties, or a Parquet output's sidecar
         from clipscore.jobs.provenance import table_provenance
 
         provenance = table_provenance(spark, options.input)

@@ -16,7 +16,7 @@ from clipscore.config.coerce import ConfigError
 from clipscore.config.job import ScoreConfig
 from clipscore.schema.errors import first_line
 from clipscore.jobs.names import col
-from clipscore.jobs.provenance import record_provenance
+from clipscore.jobs.provenance import record_parquet_provenance, record_provenance
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
 from clipscore.jobs.writes import write_table
@@ -65,20 +65,38 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     log.info("scoring %s -> %s with %s (%s, %s)", cfg.input, cfg.output,
              ", ".join(f"{m.name}={m.model}" for m in cfg.models), cfg.device, cfg.precision)
     started = time.perf_counter()
+    # Files near target_file_mb, one band per write task (clipscore.jobs.layout).
+    added = score_bytes(cfg, tuple(c for c in columns if c not in source.columns))
+    plan = plan_files(source, cfg, added, count=resolve_input_format(spark, cfg.input, cfg.input_format) != "webdataset")
+    optimized = cfg.output_format == "delta" and optimized_write_available(spark)
+    scored, options, sized = layout_for_write(scored, cfg, plan, optimized, "score_band" if partition_cols else None)
+    before = _files_before(spark, cfg)
     lean = lean_write_settings(cfg)
-    with session_conf(spark, {**arrow_settings(cfg), **lean}, optional=tuple(lean)):
-        write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols, columns)
+    with session_conf(spark, {**arrow_settings(cfg), **lean, **sized}, optional=(*lean, *sized)):
+        write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols, columns, options,
+                    parse_duration(cfg.staging_stale_after))
     metrics = observation.get
     log.debug("observed metrics: %s", metrics)
-    if cfg.output_format == "delta":
+    if cfg.output_format == "parquet":
+        record_parquet_provenance(cfg.output, cfg, observed_runtimes(metrics))
+    elif cfg.output_format == "delta":
         try:  # model, revision, what ran, bands, version as table properties
             record_provenance(spark, cfg.output, cfg, observed_runtimes(metrics))
         except Exception as exc:  # noqa: BLE001 - the scores are written; missing metadata must not fail the run
             log.warning("scores written, but provenance properties could not be set on %s: %s",
                         cfg.output, first_line(exc))
     summary = summary_from_metrics(metrics, time.perf_counter() - started)
+    summary.files_written, summary.median_file_bytes = written_files(
+        spark, data_files(spark, read_table(spark, cfg.output, cfg.output_format)) - before)
     log.info("clipscore summary for %s\n%s", cfg.output, summary.format())
     return summary
+
+
+def _files_before(spark: SparkSession, cfg: ScoreConfig) -> set[str]:
+    """The output's data files before an append (the files this run writes are the new ones)."""
+    if cfg.mode != "append" or not output_exists(spark, cfg.output, cfg.output_format):
+        return set()
+    return data_files(spark, read_table(spark, cfg.output, cfg.output_format))
 
 
 def main(argv: list[str] | None = None) -> int:
