@@ -14,7 +14,7 @@ SHARED ?= ../shared/models
 #   make demo DEMO_MODEL=openai/clip-vit-base-patch32 DEMO_DATA=data/sample DEMO_SET= DEMO_BY=
 DEMO_MODEL ?= models/clipscore-shapes
 DEMO_DATA ?= data/shapes
-DEMO_SET ?= --set band_edges=[0.2,0.4,0.6,0.8] --set write_embeddings=true
+DEMO_SET ?= --set band_edges=[0.2,0.4,0.6,0.8] --set write_embeddings=true --set signals=[image,caption,language,phash]
 DEMO_BY ?= kind
 DEMO_OUT ?= out/demo_scores
 DEMO_REPORT ?= out/demo_report.html

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from clipscore.devtools.synthetic import write_tokenizer
 IMAGE_SIZE = 64
 
 
@@ -23,7 +24,6 @@ def write_init(out: str | Path, image_size: int = IMAGE_SIZE, width: int = 96, l
     """Write config.json, the image processor config and the tokenizer files (no weights) to ``out``."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
 
-    from clipscore.devtools.synthetic import write_tokenizer
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from clipscore.config.options import ScoringOptions
+from clipscore.scoring.scorer import PairScorer
 
 
 @dataclass
@@ -23,7 +24,6 @@ class SampleMatrix:
 
 def similarity_matrix(sample: pd.DataFrame, options: ScoringOptions, image_col: str, caption_col: str) -> SampleMatrix:
     """Embed the sample's images and captions once each with the primary model; cosine of every pair."""
-    from clipscore.scoring.scorer import PairScorer
 
     scorer = PairScorer.from_config(options)
     try:

@@ -11,6 +11,8 @@ import pandas as pd
 
 from clipscore.config.coerce import ConfigError
 from clipscore.config.options import ScoringOptions
+from clipscore.scoring.captions import caption_error
+from clipscore.scoring.scorer import PairScorer
 
 PLACEHOLDER_CAPTION = "an image"  # pairs an image query with some text so the scorer's prepare() accepts it
 
@@ -21,7 +23,6 @@ def embed_query(options: ScoringOptions, text: str | None = None, image=None) ->
     Raises ``ConfigError`` with the reason when the text is blank or the image cannot be read: a
     query is configuration, not data, so it fails before any table is scanned.
     """
-    from clipscore.scoring.scorer import PairScorer
 
     if (text is None) == (image is None):
         raise ConfigError("A search needs exactly one query: --text \"...\" or --image PATH_OR_URL.")
@@ -30,7 +31,6 @@ def embed_query(options: ScoringOptions, text: str | None = None, image=None) ->
     try:
         run = scorer.primary
         if text is not None:
-            from clipscore.scoring.captions import caption_error
 
             reason = caption_error(text)
             if reason:

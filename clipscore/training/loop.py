@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from clipscore.models.preprocess import CaptionTokenizer, ImagePreprocessor
 from clipscore.training.data import epoch_batches, read_split
 from clipscore.training.metrics import recall_at_k, roc_auc, swapped_pairs
 from clipscore.training.options import TrainOptions
@@ -198,7 +199,6 @@ def train_worker(options: dict, staging: str, work_dir: str) -> dict[str, Any]:
     """Train in this process (one of ``WORLD_SIZE``); rank 0 returns the history and writes checkpoints."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from clipscore.models.preprocess import CaptionTokenizer, ImagePreprocessor
 
     opts = TrainOptions(**options)
     run = _Run(opts, staging, work_dir)
