@@ -50,6 +50,7 @@ from clipscore.schema.columns import is_score_column
 from clipscore.schema.errors import TRANSIENT_CODES, first_line
 from clipscore.jobs import staging
 from clipscore.jobs.columns import error_code
+from clipscore.jobs.layout import sample_row_bytes
 from clipscore.jobs.names import col, delta_identifier, quote_identifier
 from clipscore.jobs.pipeline import add_scores, arrow_settings, early_checks, observed_runtimes, preflight, runtime_metrics
 from clipscore.jobs.provenance import (
@@ -68,6 +69,7 @@ log = logging.getLogger("clipscore")
 
 AUTO_MERGE_KEY = "spark.databricks.delta.schema.autoMerge.enabled"
 MAX_EXAMPLES = 5
+HASH_BYTES = 64  # score_input_hash, staged with each row
 
 
 # -------------------------------------------------------------------------------------------------
@@ -229,7 +231,8 @@ def run_merge(
     only_changed = cfg.skip_scored and {"score_fingerprint", "score_input_hash"} <= set(target_cols)
     scored_at = dt.datetime.now(dt.timezone.utc)  # one timestamp per run: it also identifies this run's rows
     root = staging.staging_root(spark, cfg)
-    staged = staging.stage_rows(spark, todo, root, cfg.merge_chunk_rows, source_rows)
+    row_bytes = (sample_row_bytes(source, source.columns) or 0.0) + HASH_BYTES
+    staged = staging.stage_rows(spark, todo, root, cfg, source_rows, row_bytes)
     try:
         skipped = source_rows - staged.rows
         chunks = len(staged.chunks) if staged.rows else 0
@@ -244,6 +247,7 @@ def run_merge(
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
             log.info("merge commit %d/%d: %s", index + 1, chunks, counts)
+            staging.heartbeat(spark, staged)
             if on_chunk_committed is not None:
                 on_chunk_committed(index, chunks)
     finally:

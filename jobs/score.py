@@ -13,12 +13,16 @@ import time
 from pyspark.sql import Observation, SparkSession
 
 from clipscore.config.coerce import ConfigError
+from clipscore.config.durations import parse_duration
 from clipscore.config.job import ScoreConfig
 from clipscore.schema.errors import first_line
+from clipscore.jobs.layout import (data_files, layout_for_write, optimized_write_available, plan_files, score_bytes,
+                                   written_files)
 from clipscore.jobs.names import col
 from clipscore.jobs.provenance import record_parquet_provenance, record_provenance
 from clipscore.jobs.session import session_conf
 from clipscore.jobs.summary import RunSummary, summary_from_metrics, summary_metrics
+from clipscore.jobs.tables import output_exists, read_table, resolve_input_format
 from clipscore.jobs.writes import write_table
 from clipscore.udfs.clip_udf import RUNTIME_COLUMNS
 # The pipeline lives in clipscore.jobs.pipeline (merge shares it); these names stay importable from here.

@@ -13,15 +13,21 @@ their rows (``_metadata.file_path``) work on classic Spark and on Spark Connect 
 
 Where: ``merge_staging_dir`` when set (on Unity Catalog: a Volume, ``/Volumes/cat/schema/vol/tmp``),
 else a hidden sibling of a path target, else ``<spark.sql.warehouse.dir>/_clipscore_staging``. Each run
-stages into its own folder and removes it at the end; a killed run's folder is removed by the next
-run when it is older than a day (younger ones may belong to a run still going).
+stages into its own folder and removes it at the end, also when it fails. A run whose driver is killed
+leaves exactly that one folder; the next run removes it once nothing in it changed for
+``staging_stale_after`` (a day by default; younger ones may belong to a run still going, and a running
+merge touches a heartbeat file there after each commit), on any filesystem Hadoop reaches
+(``clipscore.jobs.stale``), and ``clipscore clean --staging ROOT`` does it on demand.
+
+File sizes: at most ``target_file_mb`` per staged file (from the estimated bytes per row), and small
+enough that a chunk is ``FILES_PER_CHUNK`` read tasks; the plan's partitions are coalesced (no shuffle)
+to about the number of files, so a plan with many small partitions does not write many small files.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,16 +35,16 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from clipscore.config.durations import parse_duration
 from clipscore.config.job import ScoreConfig
 from clipscore.schema.errors import first_line
+from clipscore.jobs.filesystem import delete_tree, touch
 from clipscore.jobs.names import is_table_name
-from clipscore.jobs.writes import hadoop_fs
+from clipscore.jobs.stale import HEARTBEAT, RUN_PREFIX, STALE_AFTER_S, remove_stale  # noqa: F401 - re-exported
 
 log = logging.getLogger("clipscore")
 
 STAGING_SUFFIX = "__clipscore_staging"
-RUN_PREFIX = "run_"
-STALE_AFTER_S = 24 * 3600
 # Files per chunk when writing: enough read tasks per chunk to keep a cluster busy, few enough
 # files to list cheaply.
 FILES_PER_CHUNK = 32
@@ -66,13 +72,20 @@ def staging_root(spark: SparkSession, cfg: ScoreConfig) -> str:
     return f"{warehouse.rstrip('/')}/_clipscore_staging/{safe}"
 
 
-def stage_rows(spark: SparkSession, todo: DataFrame, root: str, chunk_rows: int, expected_rows: int) -> StagedRows:
-    """Write ``todo`` once under ``root`` and pack its files into chunks of about ``chunk_rows`` rows."""
-    remove_stale_runs(spark, root)
+def stage_rows(spark: SparkSession, todo: DataFrame, root: str, cfg: ScoreConfig, expected_rows: int,
+               row_bytes: float = 0.0) -> StagedRows:
+    """Write ``todo`` once under ``root`` and pack its files into chunks of about ``cfg.merge_chunk_rows`` rows.
+
+    Stale folders of killed runs under ``root`` are removed first. ``row_bytes``: the estimated bytes per
+    staged row, which caps each file at about ``cfg.target_file_mb``.
+    """
+    chunk_rows = cfg.merge_chunk_rows
+    remove_stale(spark, root, parse_duration(cfg.staging_stale_after), prefix=RUN_PREFIX,
+                 older_than=cfg.staging_stale_after)
     path = f"{root}/{RUN_PREFIX}{int(time.time())}_{uuid.uuid4().hex[:8]}"
-    # Files small enough that a chunk is many read tasks (and packs evenly into chunks).
-    per_file = max(1, math.ceil(min(chunk_rows, max(expected_rows, 1)) / FILES_PER_CHUNK))
-    todo.write.mode("error").option("maxRecordsPerFile", per_file).parquet(path)
+    per_file = staged_rows_per_file(chunk_rows, expected_rows, cfg.target_file_mb * 1024 * 1024, row_bytes)
+    files = max(1, math.ceil(max(expected_rows, 1) / per_file))
+    todo.coalesce(files).write.mode("error").option("maxRecordsPerFile", per_file).parquet(path)
     counts = (
         spark.read.parquet(path)
         .groupBy(F.col("_metadata.file_path").alias("file"))
@@ -80,9 +93,25 @@ def stage_rows(spark: SparkSession, todo: DataFrame, root: str, chunk_rows: int,
         .orderBy("file")
         .collect()
     )
-    files = [(row["file"], int(row["count"])) for row in counts]
-    rows = sum(n for _, n in files)
-    return StagedRows(path, rows, pack_chunks(files, chunk_rows))
+    found = [(row["file"], int(row["count"])) for row in counts]
+    rows = sum(n for _, n in found)
+    return StagedRows(path, rows, pack_chunks(found, chunk_rows))
+
+
+def staged_rows_per_file(chunk_rows: int, expected_rows: int, target_bytes: int, row_bytes: float) -> int:
+    """Rows per staged file: a chunk is ``FILES_PER_CHUNK`` read tasks, and no file is past the target size."""
+    per_file = max(1, math.ceil(min(chunk_rows, max(expected_rows, 1)) / FILES_PER_CHUNK))
+    if row_bytes > 0:
+        per_file = min(per_file, max(1, int(target_bytes // row_bytes)))
+    return per_file
+
+
+def heartbeat(spark: SparkSession, staged: StagedRows) -> None:
+    """Mark the run's folder as alive (after each commit), so another run never takes it for a killed one's."""
+    try:
+        touch(spark, f"{staged.path}/{HEARTBEAT}")
+    except Exception as exc:  # noqa: BLE001 - without it the folder only looks older
+        log.debug("could not touch the heartbeat in %s: %s", staged.path, first_line(exc))
 
 
 def pack_chunks(files: list[tuple[str, int]], chunk_rows: int) -> tuple[tuple[str, ...], ...]:
@@ -108,30 +137,15 @@ def read_chunk(spark: SparkSession, staged: StagedRows, index: int) -> DataFrame
 
 
 def remove(spark: SparkSession, path: str) -> None:
-    """Delete a staging folder: directly when the driver sees it, else through Hadoop's FileSystem."""
-    local = path[len("file:"):] if path.startswith("file:") else path
-    if "://" not in local and not local.startswith("dbfs:"):
-        shutil.rmtree(local, ignore_errors=True)
-        return
-    handle = hadoop_fs(spark, path)
+    """Delete this run's staging folder (through Hadoop's FileSystem, or directly on a local disk)."""
     try:
-        if handle is None:
-            raise RuntimeError("no JVM handle (Spark Connect)")
-        fs, hpath, _ = handle
-        fs.delete(hpath, True)
+        if not delete_tree(spark, path):
+            raise RuntimeError("no filesystem handle here (Spark Connect)")
     except Exception as exc:  # noqa: BLE001 - leaving the folder costs only storage
         log.warning("could not remove the staging folder %s (%s); delete it when the run is over",
                     path, first_line(exc, 200))
 
 
-def remove_stale_runs(spark: SparkSession, root: str) -> None:
-    """Remove staging folders of killed runs (older than a day) under ``root``."""
-    local = root[len("file:"):] if root.startswith("file:") else root
-    if "://" in local or local.startswith("dbfs:") or not os.path.isdir(local):
-        return  # remote roots: the run's own cleanup handles them; stale ones are reported, not guessed at
-    now = time.time()
-    for name in os.listdir(local):
-        folder = os.path.join(local, name)
-        if name.startswith(RUN_PREFIX) and os.path.isdir(folder) and now - os.path.getmtime(folder) > STALE_AFTER_S:
-            log.info("removing the staging folder of an earlier, unfinished run: %s", folder)
-            shutil.rmtree(folder, ignore_errors=True)
+def remove_stale_runs(spark: SparkSession, root: str, older_than: str = "1d") -> list:
+    """Remove the staging folders of killed runs under ``root`` unchanged for longer than ``older_than``."""
+    return remove_stale(spark, root, parse_duration(older_than), prefix=RUN_PREFIX, older_than=older_than)

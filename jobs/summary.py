@@ -24,6 +24,8 @@ class RunSummary:
     seconds: float
     skipped: int = 0
     extra: dict = field(default_factory=dict)
+    files_written: int | None = None     # data files this run wrote (None: not listed)
+    median_file_bytes: int | None = None
 
     @property
     def errors(self) -> int:
@@ -49,9 +51,20 @@ class RunSummary:
         for band, count in self.rows_per_band.items():
             bar = "#" * (round(40 * count / self.rows) if self.rows else 0)
             lines.append(f"  {band:<{width}}  {count:>8,}  {bar}")
+        if self.files_written is not None:
+            median = "" if self.median_file_bytes is None else f", median {format_bytes(self.median_file_bytes)}"
+            lines.append(f"files written: {self.files_written:,}{median}")
         for key, value in self.extra.items():
             lines.append(f"{key}: {value}")
         return "\n".join(lines)
+
+
+def format_bytes(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} TiB"
 
 
 def summary_metrics(edges) -> list[Column]:

@@ -13,6 +13,8 @@ inside a task.
   metadata operations on local disks, HDFS and ABFS (hierarchical namespace), but a copy on object
   stores (s3a, gs): slower, proportional to the data, and not atomic. Between the two renames the
   output path is briefly absent; a crash right there leaves the old output in the backup sibling.
+  A killed overwrite leaves its staging folder (the output untouched): the next overwrite of the same
+  output removes it once unchanged for ``stale_after_s`` (``clipscore.jobs.stale``; or ``clipscore clean``).
   With ``spark.sql.sources.partitionOverwriteMode=dynamic`` Spark stages partitions itself and is
   left to do so. On Spark Connect (no JVM handle) an overwrite of an *existing* Parquet path is
   refused: use Delta output or a new path.
@@ -30,20 +32,24 @@ from pyspark.sql import DataFrame, SparkSession
 
 from clipscore.config.coerce import ConfigError
 from clipscore.schema.errors import first_line
+from clipscore.jobs.filesystem import hadoop_fs
 from clipscore.jobs.names import is_table_name, table_identifier
+from clipscore.jobs.stale import BACKUP_TAG, STAGING_TAG, STALE_AFTER_S, remove_stale
 from clipscore.jobs.tables import output_exists
 
 log = logging.getLogger("clipscore")
 
 # Delta refuses these in column names unless the table uses column mapping.
 _DELTA_RESERVED_CHARS = set(" ,;{}()\n\t=")
-STAGING_TAG = ".__clipscore_staging_"
-BACKUP_TAG = ".__clipscore_backup_"
+__all__ = ["BACKUP_TAG", "STAGING_TAG", "hadoop_fs", "write_table", "writer_for"]  # the tags live in stale
 
 
-def writer_for(df: DataFrame, fmt: str, mode: str, partition_cols: list[str], columns: list[str] | None = None):
+def writer_for(df: DataFrame, fmt: str, mode: str, partition_cols: list[str], columns: list[str] | None = None,
+               options: dict[str, str] | None = None):
     # "error", not its alias "errorifexists": the Spark Connect client accepts only the short name.
     writer = df.write.format(fmt).mode(mode)
+    for key, value in (options or {}).items():  # e.g. maxRecordsPerFile, optimizeWrite (clipscore.jobs.layout)
+        writer = writer.option(key, value)
     if fmt == "delta" and any(_DELTA_RESERVED_CHARS & set(c) for c in (df.columns if columns is None else columns)):
         # Delta stores such names only with column mapping; the option applies when the table is created
         # (an existing table keeps its settings, and Delta says so if it lacks column mapping).
@@ -59,11 +65,14 @@ def writer_for(df: DataFrame, fmt: str, mode: str, partition_cols: list[str], co
 
 
 def write_table(df: DataFrame, target: str, fmt: str, mode: str, partition_cols: list[str],
-                columns: list[str] | None = None) -> None:
+                columns: list[str] | None = None, options: dict[str, str] | None = None,
+                stale_after_s: float = STALE_AFTER_S) -> None:
     """Write ``df`` to a path or catalog table; an overwrite that fails keeps the previous output.
 
     ``columns``: ``df``'s column names, when ``df`` carries an ``Observation``: on Spark Connect, asking
-    an observed frame for its schema before the write leaves the observation empty.
+    an observed frame for its schema before the write leaves the observation empty. ``options``: the
+    writer's. ``stale_after_s``: a Parquet overwrite removes staging folders of killed overwrites of the
+    same output unchanged for longer.
     """
     spark = df.sparkSession
     try:
@@ -74,11 +83,11 @@ def write_table(df: DataFrame, target: str, fmt: str, mode: str, partition_cols:
                     f"Output table '{target}' exists and is overwritten only by dropping it first: a failed run would "
                     "lose it. Pass --output-format delta (an overwrite is one atomic commit), or a new table name."
                 )
-            writer_for(df, fmt, mode, partition_cols, columns).saveAsTable(ident)
+            writer_for(df, fmt, mode, partition_cols, columns, options).saveAsTable(ident)
         elif fmt == "parquet" and mode == "overwrite":
-            _overwrite_parquet_path(spark, df, target, partition_cols)
+            _overwrite_parquet_path(spark, df, target, partition_cols, options, stale_after_s)
         else:
-            writer_for(df, fmt, mode, partition_cols, columns).save(target)
+            writer_for(df, fmt, mode, partition_cols, columns, options).save(target)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -90,24 +99,13 @@ def write_table(df: DataFrame, target: str, fmt: str, mode: str, partition_cols:
         raise
 
 
-def hadoop_fs(spark: SparkSession, path: str):
-    """``(FileSystem, qualified Path, jvm)`` for ``path``, or None without a JVM handle (Spark Connect)."""
-    try:
-        sc = spark.sparkContext  # raises on Spark Connect
-        jvm, conf = sc._jvm, sc._jsc.hadoopConfiguration()
-    except Exception:  # noqa: BLE001 - no JVM here
-        return None
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(conf)
-    return fs, fs.makeQualified(hpath), jvm
-
-
-def _overwrite_parquet_path(spark: SparkSession, df: DataFrame, target: str, partition_cols: list[str]) -> None:
+def _overwrite_parquet_path(spark: SparkSession, df: DataFrame, target: str, partition_cols: list[str],
+                            options: dict[str, str] | None, stale_after_s: float) -> None:
     """Overwrite a Parquet path through a staging sibling, so a failed write leaves the old files whole."""
     dynamic = str(spark.conf.get("spark.sql.sources.partitionOverwriteMode", "static")).lower() == "dynamic"
     if partition_cols and dynamic:
         # Spark itself writes to a staging folder and replaces only the partitions written, at job commit.
-        writer_for(df, "parquet", "overwrite", partition_cols).save(target)
+        writer_for(df, "parquet", "overwrite", partition_cols, options=options).save(target)
         return
     handle = hadoop_fs(spark, target)
     if handle is None:
@@ -117,21 +115,22 @@ def _overwrite_parquet_path(spark: SparkSession, df: DataFrame, target: str, par
                 "deletes the old files before writing; there is no filesystem handle to stage the new ones). Pass "
                 "--output-format delta (an atomic commit) or a new --output path."
             )
-        writer_for(df, "parquet", "overwrite", partition_cols).save(target)
+        writer_for(df, "parquet", "overwrite", partition_cols, options=options).save(target)
         return
     fs, path, jvm = handle
     if not fs.exists(path):  # nothing to lose
-        writer_for(df, "parquet", "overwrite", partition_cols).save(target)
+        writer_for(df, "parquet", "overwrite", partition_cols, options=options).save(target)
         return
     parent = path.getParent()
     if parent is None:
         raise ConfigError(f"Output '{target}' is the root of its filesystem; write to a folder below it.")
+    remove_stale(spark, parent.toString(), stale_after_s, prefix=f".{path.getName()}{STAGING_TAG}")
     token = uuid.uuid4().hex[:12]
     # Hidden names (leading '.'): Spark and Hadoop skip them when listing the parent folder.
     staging = jvm.org.apache.hadoop.fs.Path(parent, f".{path.getName()}{STAGING_TAG}{token}")
     backup = jvm.org.apache.hadoop.fs.Path(parent, f".{path.getName()}{BACKUP_TAG}{token}")
     try:
-        writer_for(df, "parquet", "error", partition_cols).save(staging.toString())
+        writer_for(df, "parquet", "error", partition_cols, options=options).save(staging.toString())
     except BaseException:
         _delete_quietly(fs, staging)
         raise

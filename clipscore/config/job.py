@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from clipscore.config.coerce import ConfigError, choice, coerce_fields, coerce_value, type_hints
+from clipscore.config.durations import parse_duration
 from clipscore.config.choices import (  # noqa: F401 - re-exported: the names users import from here
     BAND_COLUMNS, DEVICES, INPUT_FORMATS, OUTPUT_FORMATS, PRECISIONS, PREPROCESS_MODES, WRITE_MODES)
 from clipscore.config.options import DEFAULT_MODEL, ModelSpec, ScoringOptions  # noqa: F401 - re-exported
@@ -48,6 +49,8 @@ class JobOptions:
     drop_columns: tuple[str, ...] = ()
     partition_by_band: bool = True
     repartition: int = 0  # 0: keep the input's partitioning
+    # Size the written files aim at: the scored table (one band per task) and the merge's staging.
+    target_file_mb: int = 128
 
     # --- merge / incremental ---------------------------------------------------------------------
     merge_keys: tuple[str, ...] = ()
@@ -57,6 +60,8 @@ class JobOptions:
     # Where a merge stages the rows it will score (read once from the source, then chunk by chunk).
     # Empty: a hidden sibling of a path target, else <spark.sql.warehouse.dir>/_clipscore_staging.
     merge_staging_dir: str = ""
+    # A staging folder left by a killed run is removed by a later run once nothing in it changed for this long.
+    staging_stale_after: str = "1d"
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -179,9 +184,10 @@ def validate_job(opts: JobOptions) -> None:
     choice(opts, "input_format", INPUT_FORMATS)
     choice(opts, "output_format", OUTPUT_FORMATS)
     choice(opts, "mode", WRITE_MODES)
-    for key in ("max_records_per_batch", "max_bytes_per_batch", "merge_chunk_rows"):
+    for key in ("max_records_per_batch", "max_bytes_per_batch", "merge_chunk_rows", "target_file_mb"):
         if getattr(opts, key) < 1:
             raise ConfigError(f"Option '{key}' must be at least 1; got {getattr(opts, key)}.")
+    parse_duration(opts.staging_stale_after, "Option 'staging_stale_after'")
     if opts.repartition < 0:
         raise ConfigError(f"Option 'repartition' must be 0 or more; got {opts.repartition}.")
     for key in ("image_col", "caption_col"):
