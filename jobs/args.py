@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dedup_parser(sub)
     _probe_parser(sub)
     _export_parser(sub)
+    _clean_parser(sub)
     return parser
 
 
@@ -133,6 +134,16 @@ def _export_parser(sub) -> None:
                         help="also put the embedding columns in each sample's .json")
     export.add_argument("--mode", choices=("error", "overwrite"), help="error (default) or overwrite")
     _job_flags(export)
+
+
+def _clean_parser(sub) -> None:
+    clean = sub.add_parser("clean", help="remove the staging folders killed runs left (older than an age)")
+    clean.add_argument("--staging", required=True,
+                       help="a merge's staging root (the merge logs it), or the folder holding Parquet outputs")
+    clean.add_argument("--older-than", dest="older_than", default="1d",
+                       help="remove folders unchanged for longer than this: 30m, 12h, 1d (default), 2d")
+    clean.add_argument("--dry-run", dest="dry_run", action="store_true", help="list only; delete nothing")
+    _session_flags(clean)
 
 
 def _probe_parser(sub) -> None:

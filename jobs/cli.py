@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command = {"score": _score, "merge": _merge, "train": _train, "filter": _filter, "report": _report,
-               "search": _search, "suggest": _suggest, "dedup": _dedup, "probe": _probe, "export": _export}[args.command]
+               "search": _search, "suggest": _suggest, "dedup": _dedup, "probe": _probe, "export": _export,
+               "clean": _clean}[args.command]
     return command(args)
 
 
@@ -113,6 +114,15 @@ def _dedup(args: argparse.Namespace) -> int:
         print("largest groups (the kept row):")
         print(format_table(summary["largest"]))
     return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from clipscore.jobs.clean import CleanOptions, check_options, format_rows, run_clean
+
+    options = CleanOptions(staging=args.staging, older_than=args.older_than, dry_run=args.dry_run)
+    rows = run_job(args, run_clean, options, check=check_options)
+    print(format_rows(rows, options))
+    return 1 if any(r.action == "failed" for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -67,12 +67,21 @@ class FilePlan:
         return None if self.rows is None else max(1, math.ceil(self.rows * self.row_bytes / self.target_bytes))
 
 
+# Spark's DataType.defaultSize, which PySpark's types do not carry; 8 bytes for anything else fixed-size.
+_DEFAULT_SIZE = {T.BooleanType: 1, T.ByteType: 1, T.ShortType: 2, T.IntegerType: 4, T.LongType: 8,
+                 T.FloatType: 4, T.DoubleType: 8, T.DateType: 4, T.TimestampType: 8, T.NullType: 1}
+
+
+def _default_size(dtype: T.DataType) -> int:
+    return next((size for kind, size in _DEFAULT_SIZE.items() if isinstance(dtype, kind)), 8)
+
+
 def _value_bytes(name: str, dtype: T.DataType) -> Column:
     if isinstance(dtype, (T.StringType, T.BinaryType)):
         return F.coalesce(F.octet_length(col(name)), F.lit(0))
     if isinstance(dtype, T.ArrayType) and not isinstance(dtype.elementType, (T.StringType, T.BinaryType)):
-        return F.coalesce(F.size(col(name)), F.lit(0)) * F.lit(dtype.elementType.defaultSize)
-    return F.lit(dtype.defaultSize)
+        return F.coalesce(F.size(col(name)), F.lit(0)) * F.lit(_default_size(dtype.elementType))
+    return F.lit(_default_size(dtype))
 
 
 def sample_row_bytes(df: DataFrame, columns: list[str]) -> float | None:
