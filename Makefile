@@ -24,7 +24,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-core check-report bench bench-scale shapes-model clean-env print-venv
+.PHONY: setup demo test test-core check-report bench bench-host bench-scale shapes-model clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -78,6 +78,10 @@ test-core: setup
 
 bench: setup
 	$(PY) benchmarks/bench.py
+
+# d0 alone: the Spark job's host cost per pair by process kind, tiny model (about 3 min on 2 cores)
+bench-host: setup
+	$(PY) benchmarks/bench.py --only d0
 
 # score and merge at 2,000 / 20,000 / 100,000 rows, tiny model (about 15 min on 2 cores); see benchmarks/scale.py
 bench-scale: setup

@@ -11,6 +11,9 @@ One run measures, on the same generated data and the same model:
                 mode: CPU-ms per pair (all threads), what decides how many cores feed one GPU
   c  core       clipscore.scoring.scorer.PairScorer without Spark: decode, preprocess, tokenize, model, band
   d  spark      clipscore.jobs.score.run_score in local mode: read Parquet (image bytes), UDF, write
+  d0 job host   the same Spark job with a near-free model (tiny random CLIP, 32x32): CPU-ms per pair of the
+                whole process tree by kind (driver, JVM, Python workers, daemon), preprocess exact/fast,
+                with and without drop_columns: [image]. `--only d0` (make bench-host) runs just this.
 
 plus, against (c): preprocess=fast, the reduced precisions (bf16, int8 on CPU; fp16, bf16 on GPU) with
 their speed-up and score deviation, fast-vs-exact deviation per image format and on the sample's real
@@ -48,7 +51,7 @@ sys.path.insert(1, str(REPO))  # clipscore without installing it (a bare GPU box
 from bench_data import cached_dataset  # noqa: E402
 from host import fast_vs_exact, per_format, real_photos, run_host, signal_costs  # noqa: E402
 from measure import deviation  # noqa: E402
-from runs import run_bare, run_baseline, run_core, run_spark  # noqa: E402
+from runs import run_bare, run_baseline, run_core, run_job_host, run_spark  # noqa: E402
 
 
 # -------------------------------------------------------------------------------------------------
@@ -78,6 +81,7 @@ def fmt(x, digits=2):
     return "n/a" if x is None else (f"{x:.{digits}e}" if isinstance(x, float) and 0 < abs(x) < 0.1 else f"{x:.{digits}f}")
 
 
+RUNS = ("a", "b", "c", "d", "d0", "h", "fast", "precisions", "formats", "d_bf16", "signals")
 RUN_ORDER = ("a", "b", "b2", "c", "c_fast", "c_fp32", "c_bf16", "c_fp16", "c_int8", "d", "d_bf16")
 TARGETS = {"d/b": ">= 0.9", "d/a": ">= 2", "d/c": ">= 0.93"}
 
@@ -113,7 +117,17 @@ def markdown(report: dict) -> str:
         by = r.get(key, {}).get("cpu_seconds_by_process")
         if by:
             lines += ["", f"CPU seconds of {key} by process: " + ", ".join(f"{k} {v:.1f}" for k, v in by.items())
-                      + f" (c: {r['c']['cpu_seconds']:.1f} in one process)"]
+                      + (f" (c: {r['c']['cpu_seconds']:.1f} in one process)" if "c" in r else "")]
+    job_host = {k: v for k, v in report.get("job_host", {}).items() if not k.startswith("_")}
+    if job_host:
+        lines += ["", "The job's host cost (d0): the Spark job with a tiny random CLIP, CPU-ms per pair of the whole "
+                  "process tree by kind (least-CPU round):"]
+        lines += _table(("variant", "CPU-ms per pair", "JVM", "Python workers", "daemon", "driver", "other",
+                         "per row w/o fixed cost", "fixed CPU-s per job", "wall pairs/s", "load avg"), "lrrrrrrrrrl",
+                        [(k, f"{v['cpu_ms_per_pair']:.2f}", f"{v['jvm_ms']:.2f}", f"{v['python_ms']:.2f}",
+                          f"{v['daemon_ms']:.2f}", f"{v['driver_ms']:.2f}", f"{v['other_ms']:.2f}",
+                          fmt(v["marginal_cpu_ms_per_pair"]), fmt(v["fixed_cpu_seconds_per_job"]),
+                          f"{v['pairs_per_s']:.0f}", v["load_avg_start"]) for k, v in job_host.items()])
     host = report.get("host", {})
     if host:
         lines += ["", "Host side (h): everything but the model forward, process CPU time over all threads:"]
@@ -121,7 +135,8 @@ def markdown(report: dict) -> str:
                         "lrrrl", [(mode, f"{h['cpu_ms_per_pair']:.2f}", f"{h['pairs_per_s_per_core']:.0f}",
                                    f"{h['pairs_per_s']:.0f}",
                                    ", ".join(f"{k} {v:.2f}" for k, v in h["cpu_ms_per_pair_by_step"].items())
-                                   + f" (normalise on {h['normalise_on']})") for mode, h in host.items()])
+                                   + f" (normalise on {h['normalise_on']})") for mode, h in host.items()
+                                  if "cpu_ms_per_pair" in h])  # host["signals"] has its own layout
     prec = report.get("precisions", {})
     if prec:
         lines += _table(("precision", "speed-up vs fp32 (pairs per CPU-second)", "wall speed-up",
@@ -167,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default=None, help="Spark master (default local[<cores>])")
     parser.add_argument("--input-files", type=int, default=None, help="Parquet files for d (default: one per core)")
     parser.add_argument("--output-format", default="delta", choices=["delta", "parquet"])
-    parser.add_argument("--skip", default="", help="comma list to skip: a,b,c,d,h,fast,precisions,formats,d_bf16,signals")
+    parser.add_argument("--skip", default="",
+                        help=f"comma list to skip: {','.join(RUNS)}")
+    parser.add_argument("--only", default="", help="comma list of runs to do, the rest skipped (e.g. d0)")
+    parser.add_argument("--d0-rounds", type=int, default=2, help="d0: timed rounds over its variants (default 2)")
+    parser.add_argument("--d0-trial", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                        help="d0: an extra variant (fast_drop plus ScoreConfig overrides, or spark.* confs)")
     parser.add_argument("--work", default=str(REPO / "out" / "bench"), help="scratch folder (data cache, Spark I/O)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", default=None, help="results file stem (default: <model>-<device>-<precision>)")
@@ -184,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     from clipscore.models.runtime import ModelKey, cpu_has_native_bf16, resolve_device, resolve_precision
 
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if only:
+        skip |= set(RUNS) - only
+    if "c" in skip:  # these compare against c
+        skip |= {"fast", "precisions"}
+    if "d0" not in skip and not spark_available():
+        skip.add("d0")
     if "d" not in skip and not spark_available():
         log.warning("pyspark is not installed: skipping d (the Spark job); b, c and h need only torch and transformers")
         skip.add("d")
@@ -205,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data: %d pairs (%.1f MB of JPEG) in %.1fs -> %s", len(df), df.image.map(len).sum() / 1e6,
              time.perf_counter() - t0, data_path)
     base_df = df.iloc[: min(args.baseline_pairs, len(df))]
-    tokens = [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision), load_model).processor.tokenizer(list(df.caption))["input_ids"]]
+    model_runs = {"a", "b", "c", "h", "fast", "precisions", "formats", "d"} - skip
+    tokens = [0] if not model_runs else [len(t) for t in MODEL_CACHE.get(ModelKey(model_dir, None, device, precision), load_model).processor.tokenizer(list(df.caption))["input_ids"]]
 
     results, scores, host, formats, precisions = {}, {}, {}, {}, {}
     fidelity: dict[str, dict] = {}
@@ -214,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if "a" not in skip:
         log.info("a: baseline on %d pairs", len(base_df))
         results["a"], ref = run_baseline(model_dir, base_df, device, repeats=args.repeats)
-    bundle = MODEL_CACHE.get(ModelKey(model_dir, None, device, precision), load_model)
+    bundle = MODEL_CACHE.get(ModelKey(model_dir, None, device, precision), load_model) if "b" not in skip else None
     if "b" not in skip:
         log.info("b: bare model on %d pairs", len(df))
         results["b"] = run_bare(bundle, df, cfg.batch_size, args.bare_repeats)
@@ -228,9 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         if "signals" not in skip:
             log.info("h: host cost of each signal group")
             host["signals"] = signal_costs(cfg, df, device)
-    log.info("c: scoring core on %d pairs", len(df))
-    results["c"], scores["c"], stages_c = run_core(cfg, df, f"core: PairScorer, no Spark ({cfg.preprocess})",
-                                                   repeats=args.repeats)
+    stages_c = {}
+    if "c" not in skip:
+        log.info("c: scoring core on %d pairs", len(df))
+        results["c"], scores["c"], stages_c = run_core(cfg, df, f"core: PairScorer, no Spark ({cfg.preprocess})",
+                                                       repeats=args.repeats)
     if "fast" not in skip:
         log.info("c_fast: scoring core, preprocess=fast")
         results["c_fast"], scores["c_fast"], _ = run_core(cfg.replace(preprocess="fast"), df,
@@ -274,6 +304,19 @@ def main(argv: list[str] | None = None) -> int:
                 results["d_bf16"].pairs_per_cpu_s / results["d"].pairs_per_cpu_s, 3)
             precisions["bf16"]["d_max_abs"] = _dev(scores["d_bf16"], scores["d"])["max_abs"]
 
+    job_host = {}
+    if "d0" not in skip:
+        MODEL_CACHE.clear()
+        from clipscore.devtools.random_model import build_random_clip
+
+        if not (TINY_MODEL_DIR / "model.safetensors").is_file():
+            build_random_clip(TINY_MODEL_DIR, tiny=True, seed=0)
+        master = args.master or f"local[{cores}]"
+        log.info("d0: the job's host cost (tiny model, %s) on %d pairs", master, len(df))
+        tiny_cfg = cfg.replace(model=str(TINY_MODEL_DIR), precision="fp32")
+        job_host = run_job_host(tiny_cfg, df, work, master, args.input_files or cores, args.output_format,
+                                rounds=args.d0_rounds, extra_variants=_trials(args.d0_trial))
+
     ratios = {}
     rate = {k: v.pairs_per_s for k, v in results.items()}
     for num, den in (("c", "b"), ("d", "b"), ("d", "a"), ("d", "c"), ("c", "b2"), ("d", "b2"), ("c", "a"), ("b", "a")):
@@ -284,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                   (tuple(k.split("/")) for k in ratios) if np.isfinite(cpu_rate[n] / cpu_rate[d])}
 
     n_ref = 0 if ref is None else len(ref)
-    if ref is not None:
+    if ref is not None and "c" in scores:
         fidelity[f"c {precision} vs reference a"] = _dev(scores["c"][:n_ref], ref)
         if "d" in scores:
             fidelity[f"d {precision} vs reference a"] = _dev(scores["d"][:n_ref], ref)
-    if "d" in scores:
+    if "d" in scores and "c" in scores:
         fidelity["d vs c (all pairs)"] = _dev(scores["d"], scores["c"])
 
     report = {
@@ -306,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "cpu_ratios": {k: round(v, 3) for k, v in cpu_ratios.items()},
         "host": host,
+        "job_host": job_host,
         "precisions": precisions,
         "formats": formats,
         "fidelity": fidelity,
@@ -313,13 +357,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     out_dir = Path(args.results)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.name or f"{Path(model_dir).name}-{'cuda' if on_gpu else 'cpu'}-{precision}"
+    stem = args.name or (f"job-host-{'cuda' if on_gpu else 'cpu'}" if only == {"d0"} else
+                         f"{Path(model_dir).name}-{'cuda' if on_gpu else 'cpu'}-{precision}")
     (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)
     (out_dir / f"{stem}.md").write_text(table, encoding="utf-8")
     print(table)
     print(f"results: {out_dir / (stem + '.json')} and .md")
     return 0
+
+
+def _trials(specs: list[str]) -> dict:
+    """``NAME:key=value,key=value`` -> {NAME: (ScoreConfig overrides on fast_drop, Spark confs)}."""
+    out = {}
+    for spec in specs:
+        name, _, pairs = spec.partition(":")
+        overrides, conf = {"preprocess": "fast", "drop_columns": ("image",)}, {}
+        for item in filter(None, pairs.split(",")):
+            key, _, value = item.partition("=")
+            if key.startswith("spark."):
+                conf[key] = value
+            else:
+                overrides[key] = int(value) if value.isdigit() else value
+        out[name] = (overrides, conf)
+    return out
 
 
 def spark_available() -> bool:

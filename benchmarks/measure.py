@@ -213,3 +213,46 @@ def deviation(x: np.ndarray, ref: np.ndarray) -> dict:
     return {"max_abs_diff": float(diff.max()) if diff.size else None,
             "mean_abs_diff": float(diff.mean()) if diff.size else None, "compared": int(ok.sum()),
             "nan_mismatch": int((np.isnan(x) != np.isnan(ref)).sum())}
+
+
+JOB_KINDS = ("driver", "jvm", "python_workers", "daemon", "other")
+
+
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds so far of this process tree, by kind: the driver Python, the executor JVM, Spark's
+    Python workers, the pyspark daemon that forks them, anything else.
+
+    Each process counts its user + system time over all its threads. Reaped children count where they
+    belong: a worker that exits is reaped by the daemon, so the daemon's ``children_user`` and
+    ``children_system`` go to ``python_workers`` (its own time to ``daemon``); other processes' reaped
+    children stay with their reaper. A difference of two calls is then the whole tree's CPU over the
+    interval, workers that came and went included. The daemon is the pyspark process whose parent is
+    not one (the JVM starts it; workers are forked from it and carry the same command line).
+    """
+    import psutil
+
+    out = dict.fromkeys(JOB_KINDS, 0.0)
+    me = psutil.Process()
+    procs = [me, *me.children(recursive=True)]
+    info = {}
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                info[proc.pid] = (proc.cpu_times(), " ".join(proc.cmdline()), proc.ppid())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    spark_python = {pid for pid, (_, cmd, _) in info.items() if pid != me.pid and "pyspark" in cmd}
+    for pid, (t, cmd, ppid) in info.items():
+        own, reaped = t.user + t.system, t.children_user + t.children_system
+        if pid == me.pid:
+            out["driver"] += own + reaped
+        elif "java" in cmd.split(" ", 1)[0]:
+            out["jvm"] += own + reaped
+        elif pid in spark_python and ppid not in spark_python:
+            out["daemon"] += own
+            out["python_workers"] += reaped
+        elif pid in spark_python:
+            out["python_workers"] += own + reaped
+        else:
+            out["other"] += own + reaped
+    return out

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from measure import PeakRSS, Result, cpu_by_process, gpu_peak, gpu_reset, least_cpu_pass, sync, tree_cpu_seconds
+from measure import (JOB_KINDS, PeakRSS, Result, cpu_by_kind, cpu_by_process, gpu_peak, gpu_reset, least_cpu_pass,
+                     sync, tree_cpu_seconds)
 
 
 def run_baseline(model_dir: str, df, device: str, repeats: int = 1) -> tuple[Result, np.ndarray]:
@@ -137,28 +138,16 @@ def run_core(cfg, df, label: str, name: str = "c", repeats: int = 1) -> tuple[Re
 def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format: str,
               name: str = "d", label: str = "Spark job: Parquet -> UDF -> write (local mode)",
               repeats: int = 1) -> tuple[Result, np.ndarray, dict]:
-    """(d) The whole job in local mode: Parquet with image bytes -> UDF -> write, after a warm-up job."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """(d) The whole job in local mode: Parquet with image bytes -> UDF -> write, after a warm-up job.
 
+    Its CPU figures count the whole process tree (``tree_cpu_seconds``: this driver, the JVM, the
+    pyspark daemon and its workers, with the CPU of exited workers through the daemon's reaped-children
+    times); ``cpu_seconds_by_process`` splits the same total by process kind.
+    """
     from clipscore.jobs.score import run_score
     from clipscore.jobs.session import local_session
 
-    inputs = work / "spark_input"
-    warm = work / "spark_warmup_input"
-    for folder in (inputs, warm):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-    table = pa.Table.from_pandas(df[["id", "image", "caption"]], preserve_index=False)
-    per_file = -(-len(df) // n_files)
-    for k in range(n_files):  # one file per core: Spark gets one task per core
-        pq.write_table(table.slice(k * per_file, per_file), inputs / f"part-{k:05d}.parquet", row_group_size=64)
-    # The warm-up job starts the Python workers, loads the model in each and gets the JVM's JIT past
-    # its first compilations: a quarter of the timed rows, the same query shape.
-    warm_per_file = max(4, per_file // 4)
-    warm_rows = min(len(df), warm_per_file * n_files)
-    for k in range(n_files):
-        pq.write_table(table.slice(k * warm_per_file, warm_per_file), warm / f"part-{k:05d}.parquet")
+    inputs, warm, warm_rows = _write_inputs(df, work, n_files)
 
     from clipscore.models.runtime import LOAD_LOG_ENV
 
@@ -206,3 +195,128 @@ def run_spark(cfg_base, df, work: Path, master: str, n_files: int, output_format
             "model_loads_in_timed_job": len(load_log.read_text().splitlines()) - loads_warm,
             "max_records_per_batch": cfg_base.max_records_per_batch, **rss.as_dict()}
     return Result(name, label, len(df), seconds, info), scores, info
+
+
+def _write_inputs(df, work: Path, n_files: int, tag: str = "spark") -> tuple[Path, Path, int]:
+    """The job's Parquet input (one file per core: one task per core) and a warm-up input of a quarter of
+    the rows per file: the warm-up job starts the Python workers, loads the model in each and gets the
+    JVM's JIT past its first compilations, with the same query shape."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    inputs, warm = work / f"{tag}_input", work / f"{tag}_warmup_input"
+    for folder in (inputs, warm):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    table = pa.Table.from_pandas(df[["id", "image", "caption"]], preserve_index=False)
+    per_file = -(-len(df) // n_files)
+    for k in range(n_files):
+        pq.write_table(table.slice(k * per_file, per_file), inputs / f"part-{k:05d}.parquet", row_group_size=64)
+    warm_per_file = max(4, per_file // 4)
+    for k in range(n_files):
+        pq.write_table(table.slice(k * warm_per_file, warm_per_file), warm / f"part-{k:05d}.parquet")
+    return inputs, warm, min(len(df), warm_per_file * n_files)
+
+
+def _load_avg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+JOB_HOST_VARIANTS = {"exact": ("exact", ()), "exact_drop": ("exact", ("image",)),
+                     "fast": ("fast", ()), "fast_drop": ("fast", ("image",))}
+
+
+def run_job_host(cfg_base, df, work: Path, master: str, n_files: int, output_format: str = "delta",
+                 variants: tuple[str, ...] = tuple(JOB_HOST_VARIANTS), rounds: int = 2,
+                 extra_variants: dict | None = None) -> dict:
+    """(d0) The job's host cost: the whole Spark job with a near-free model (``cfg_base.model``: a tiny
+    random CLIP), so what is measured is everything around the model, per process kind.
+
+    One Spark session; each variant (preprocess mode, with or without ``drop_columns: [image]``) first
+    runs a warm-up job, then the timed jobs alternate over the variants for ``rounds`` rounds (a
+    neighbour's load falls on all of them); each variant's figure is its round with the least CPU.
+    CPU-ms per pair of the whole process tree (``cpu_by_kind``), split into driver, JVM, Python
+    workers, daemon. ``extra_variants``: name -> (ScoreConfig overrides, Spark conf) for one-off trials.
+    """
+    from clipscore.jobs.score import run_score
+    from clipscore.jobs.session import local_session
+
+    inputs, warm, warm_rows = _write_inputs(df, work, n_files, tag="d0")
+    configs = {name: cfg_base.replace(preprocess=JOB_HOST_VARIANTS[name][0], drop_columns=JOB_HOST_VARIANTS[name][1])
+               for name in variants}
+    confs: dict[str, dict] = {name: {} for name in configs}
+    for name, (overrides, conf) in (extra_variants or {}).items():
+        configs[name], confs[name] = cfg_base.replace(**overrides), dict(conf)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    spark = local_session("clipscore-bench-d0", master=master, extra_conf={
+        "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": str(n_files),
+        "spark.driver.memory": "4g", "spark.sql.warehouse.dir": str(work / "warehouse"),
+    })
+    spark.sparkContext.setLogLevel("ERROR")
+    runs: dict[str, list[dict]] = {name: [] for name in configs}
+    small: dict[str, list[dict]] = {name: [] for name in configs}
+
+    def job(name: str, source: Path, out: Path):
+        shutil.rmtree(out, ignore_errors=True)  # a new table each time, as a first scoring run writes
+        saved = {k: spark.conf.get(k, None) for k in confs[name]}
+        for k, v in confs[name].items():
+            spark.conf.set(k, v)
+        try:
+            return run_score(spark, configs[name].replace(input=str(source), output=str(out), mode="overwrite",
+                                                          output_format=output_format))
+        finally:
+            for k, v in saved.items():
+                spark.conf.unset(k) if v is None else spark.conf.set(k, v)
+
+    try:
+        for name in configs:
+            job(name, warm, work / "d0_warmup_out")
+        for _ in range(max(1, rounds)):
+            for name in configs:
+                # The full input, then the warm-up input again (a quarter of the rows): their difference
+                # is the per-row cost without the per-job fixed cost (planning, commit, JIT).
+                for source, rows, into in ((inputs, len(df), runs), (warm, warm_rows, small)):
+                    load0, cpu0, t0 = _load_avg(), cpu_by_kind(), time.perf_counter()
+                    summary = job(name, source, work / "d0_out")
+                    seconds, cpu1 = time.perf_counter() - t0, cpu_by_kind()
+                    if summary.scored != rows:
+                        raise RuntimeError(f"d0 {name}: scored {summary.scored} of {rows} rows")
+                    by_kind = {k: cpu1[k] - cpu0[k] for k in JOB_KINDS}
+                    into[name].append({"rows": rows, "seconds": round(seconds, 3),
+                                       "cpu_seconds": round(sum(by_kind.values()), 3),
+                                       "cpu_seconds_by_kind": {k: round(v, 3) for k, v in by_kind.items()},
+                                       "load_avg_start": load0, "load_avg_end": _load_avg()})
+    finally:
+        spark.stop()
+    n = len(df)
+    out = {}
+    for name, passes in runs.items():
+        best = min(passes, key=lambda p: p["cpu_seconds"])
+        per = {k: round(1000 * v / n, 3) for k, v in best["cpu_seconds_by_kind"].items()}
+        least = min(small[name], key=lambda p: p["cpu_seconds"])
+        extra_rows = n - warm_rows
+        marginal = {k: round(1000 * (best["cpu_seconds_by_kind"][k] - least["cpu_seconds_by_kind"][k]) / extra_rows, 3)
+                    for k in JOB_KINDS} if extra_rows > 0 else {}
+        out[name] = {
+            "cpu_ms_per_pair": round(1000 * best["cpu_seconds"] / n, 3),
+            "jvm_ms": per["jvm"], "python_ms": per["python_workers"], "driver_ms": per["driver"],
+            "daemon_ms": per["daemon"], "other_ms": per["other"],
+            "pairs": n, "seconds": best["seconds"], "pairs_per_s": round(n / best["seconds"], 1),
+            "load_avg_start": best["load_avg_start"], "load_avg_end": best["load_avg_end"],
+            "preprocess": configs[name].preprocess, "drop_columns": list(configs[name].drop_columns),
+            "max_records_per_batch": configs[name].max_records_per_batch, "spark_conf": confs[name],
+            "all_passes": passes,
+            # Per row without the per-job fixed cost: (full job - job on warmup_rows) / the rows between.
+            "marginal_cpu_ms_per_pair": round(sum(marginal.values()), 3) if marginal else None,
+            "marginal_ms_by_kind": marginal,
+            "fixed_cpu_seconds_per_job": (round(best["cpu_seconds"] - sum(marginal.values()) * n / 1000, 3)
+                                          if marginal else None),
+            "small_job_passes": small[name],
+        }
+    out["_setup"] = {"model": cfg_base.model, "master": master, "input_files": n_files, "output_format": output_format,
+                     "rounds": rounds, "warmup_rows": warm_rows,
+                     "note": "*_ms are CPU-ms per pair by process kind; cpu_ms_per_pair is their sum"}
+    return out
