@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
@@ -49,8 +50,10 @@ def local_path(path: str) -> str | None:
     return os.path.abspath(path)
 
 
-def subfolders(spark: SparkSession, root: str) -> list[Folder] | None:
-    """The folders directly under ``root`` with their last change and size ([] when ``root`` is absent).
+def subfolders(spark: SparkSession, root: str,
+               accept: Callable[[str], bool] = lambda name: True) -> list[Folder] | None:
+    """The folders directly under ``root`` whose names ``accept``, with their last change and size ([] when
+    ``root`` is absent). Only accepted folders are walked and sized.
 
     None when this session cannot list ``root`` (Spark Connect and a non-local path).
     """
@@ -61,7 +64,7 @@ def subfolders(spark: SparkSession, root: str) -> list[Folder] | None:
             return []
         found = []
         for status in fs.listStatus(hroot):
-            if status.isDirectory():
+            if status.isDirectory() and accept(status.getPath().getName()):
                 hpath = status.getPath()
                 found.append(Folder(hpath.toString(), hpath.getName(), _newest_hadoop(fs, status),
                                     int(fs.getContentSummary(hpath).getLength())))
@@ -72,7 +75,7 @@ def subfolders(spark: SparkSession, root: str) -> list[Folder] | None:
     if not os.path.isdir(local):
         return []
     return [Folder(os.path.join(local, name), name, *_walk_local(os.path.join(local, name)))
-            for name in sorted(os.listdir(local)) if os.path.isdir(os.path.join(local, name))]
+            for name in sorted(os.listdir(local)) if accept(name) and os.path.isdir(os.path.join(local, name))]
 
 
 def _newest_hadoop(fs, status) -> float | None:
@@ -157,7 +160,7 @@ def file_sizes(spark: SparkSession, files: list[str]) -> list[int]:
         return []
     handle = hadoop_fs(spark, files[0])
     if handle is None:
-        rows = spark.read.format("binaryFile").load(*files).select("length").collect()
+        rows = spark.read.format("binaryFile").load(list(files)).select("length").collect()
         return [int(r["length"]) for r in rows]
     fs, _, jvm = handle
     wanted: dict[str, dict[str, str]] = {}

@@ -138,8 +138,13 @@ def optimized_write_available(spark: SparkSession) -> bool:
     return False
 
 
-def band_layout(df: DataFrame, cfg: ScoreConfig, plan: FilePlan, band_col: str | None) -> DataFrame:
-    """``df`` repartitioned so that each task holds rows of one band (or, without ``band_col``, one bucket)."""
+def band_layout(df: DataFrame, cfg: ScoreConfig, plan: FilePlan, band_col: str | None,
+                columns: list[str] | None = None) -> DataFrame:
+    """``df`` repartitioned so that each task holds rows of one band (or, without ``band_col``, one bucket).
+
+    ``columns``: ``df``'s column names when ``df`` carries an ``Observation`` (asking an observed frame for
+    its schema on Spark Connect empties the observation).
+    """
     labels = [*band_labels(cfg.band_edges), ERROR_BAND] if band_col else [None]
     spark = df.sparkSession
     if plan.files is not None:
@@ -148,7 +153,8 @@ def band_layout(df: DataFrame, cfg: ScoreConfig, plan: FilePlan, band_col: str |
         buckets = math.ceil(int(spark.conf.get("spark.sql.shuffle.partitions", "200")) / len(labels))
     buckets = max(1, min(buckets, MAX_PARTITIONS // len(labels)))
     partitions = len(labels) * buckets
-    hashed = [col(c) for c in dict.fromkeys((cfg.image_col, cfg.caption_col, cfg.band_column)) if c in df.columns]
+    present = set(df.columns if columns is None else columns)
+    hashed = [col(c) for c in dict.fromkeys((cfg.image_col, cfg.caption_col, cfg.band_column)) if c in present]
     bucket = F.pmod(F.xxhash64(*hashed), F.lit(buckets)) if hashed and buckets > 1 else F.lit(0)
     slot = F.lit(0)
     if band_col:
@@ -175,15 +181,16 @@ def _slot_keys(spark: SparkSession, partitions: int) -> list[int] | None:
     return None
 
 
-def layout_for_write(scored: DataFrame, cfg: ScoreConfig, plan: FilePlan, optimized: bool,
-                     band_col: str | None) -> tuple[DataFrame, dict[str, str], dict[str, str]]:
-    """The frame to write, the writer's options and the session options for the write (``optimized``: Delta's)."""
+def layout_for_write(scored: DataFrame, cfg: ScoreConfig, plan: FilePlan, optimized: bool, band_col: str | None,
+                     columns: list[str] | None = None) -> tuple[DataFrame, dict[str, str], dict[str, str]]:
+    """The frame to write, the writer's options and the session options for the write (``optimized``: Delta's;
+    ``columns``: see ``band_layout``)."""
     options = {"maxRecordsPerFile": str(plan.rows_per_file)}
     if optimized:
         log.info("write layout: Delta optimized write, bins of %d MiB", cfg.target_file_mb)
         settings = dict(zip(OPTIMIZE_WRITE_KEYS, ("true", str(cfg.target_file_mb))))
         return scored, {**options, "optimizeWrite": "true"}, settings
-    return band_layout(scored, cfg, plan, band_col), options, {}
+    return band_layout(scored, cfg, plan, band_col, columns), options, {}
 
 
 def data_files(spark: SparkSession, df: DataFrame) -> set[str]:

@@ -71,9 +71,11 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     started = time.perf_counter()
     # Files near target_file_mb, one band per write task (clipscore.jobs.layout).
     added = score_bytes(cfg, tuple(c for c in columns if c not in source.columns))
-    plan = plan_files(source, cfg, added, count=resolve_input_format(spark, cfg.input, cfg.input_format) != "webdataset")
+    webdataset = resolve_input_format(spark, cfg.input, cfg.input_format) == "webdataset"
+    plan = plan_files(source, cfg, added, count=not webdataset)  # counting shards would read them twice
     optimized = cfg.output_format == "delta" and optimized_write_available(spark)
-    scored, options, sized = layout_for_write(scored, cfg, plan, optimized, "score_band" if partition_cols else None)
+    scored, options, sized = layout_for_write(scored, cfg, plan, optimized, "score_band" if partition_cols else None,
+                                              columns)
     before = _files_before(spark, cfg)
     lean = lean_write_settings(cfg)
     with session_conf(spark, {**arrow_settings(cfg), **lean, **sized}, optional=(*lean, *sized)):

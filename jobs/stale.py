@@ -66,7 +66,7 @@ def kind_of(name: str) -> str | None:
 
 def leftovers(spark: SparkSession, root: str, prefix: str = "") -> list[Leftover] | None:
     """Staging folders directly under ``root`` whose names start with ``prefix``; None when unlistable here."""
-    folders = subfolders(spark, root)
+    folders = subfolders(spark, root, lambda name: bool(kind_of(name)) and name.startswith(prefix))
     if folders is None:
         return None
     return _leftovers(folders, prefix)

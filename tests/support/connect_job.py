@@ -6,11 +6,39 @@ SparkContext, so any ``sparkContext`` use in our job code would fail here. Print
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
 
 from pyspark.sql import SparkSession
+
+
+def stale_staging(spark, work: str) -> tuple[list[str], bool]:
+    """A killed run's staging folder (3 days old) on a non-local filesystem (viewfs:// mounted onto a local
+    folder): Spark Connect can list it through a Spark read, but not delete it, so it can only warn."""
+    import logging
+
+    from aging import age_local
+    from clipscore.jobs import staging
+
+    under = os.path.join(work, "stale_root")  # mounted by main()'s session options
+    os.makedirs(under)
+    root = "viewfs://connectstale/stage"
+    spark.range(5).write.parquet(root + "/run_1_dead")
+    local = os.path.join(under, "run_1_dead")
+    age_local(local, 3 * 24 * 3600)
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("clipscore")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        staging.remove_stale_runs(spark, root, "1d")
+    finally:
+        logger.removeHandler(handler)
+    return [m for m in messages if "stale" in m], os.path.isdir(local)
 
 
 def main() -> None:
@@ -22,6 +50,8 @@ def main() -> None:
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.warehouse.dir", os.path.join(work, "warehouse"))
+        .config("spark.hadoop.fs.viewfs.mounttable.connectstale.link./stage",  # stale_staging()'s filesystem
+                "file://" + os.path.join(work, "stale_root"))
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
@@ -70,6 +100,7 @@ def main() -> None:
         suggested = run_suggest(spark, SuggestOptions(input=embedded, below=2.0, margin=0.0))
         dedup = run_dedup(spark, DedupOptions(input=embedded, threshold=0.5))
         marked = spark.read.format("delta").load(embedded).count()
+        stale_warnings, stale_left = stale_staging(spark, work)
         result = {
             "search_ranks": found.search_rank.tolist(),
             "suggest": [suggested["rows_below"], suggested["suggested"]],
@@ -86,6 +117,10 @@ def main() -> None:
             "rerun_skipped": rerun.skipped,
             "rerun_rows": rerun.rows,
             "target_rows": spark.read.table("spark_catalog.default.connect_target").count(),
+            "score_files": [score.files_written, score.median_file_bytes],
+            "scored_files": sorted(os.path.getsize(p) for p in glob.glob(os.path.join(cfg.output, "*", "*.parquet"))),
+            "stale_warnings": stale_warnings,
+            "stale_left": stale_left,
         }
     finally:
         spark.stop()
