@@ -125,8 +125,6 @@ def _clean(args: argparse.Namespace) -> int:
     return 1 if any(r.action == "failed" for r in rows) else 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -144,3 +142,7 @@ def _export(args: argparse.Namespace) -> int:
         "input", "output", "format", "shard_rows", "shard_bytes", "key", "image_col", "caption_col", "image_base_path",
         "include_embeddings", "mode", "input_format")))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
