@@ -21,7 +21,7 @@ def img2dataset_members(shard: int, n: int, with_missing: bool = False, size: tu
     members = []
     for i in range(n):
         key = f"{shard:05d}{i:04d}"
-        meta = {"url": f"https://example.com/{shard}/{i}.jpg", "caption": f"caption {i}", "key": key,
+        meta = {"url": f"https://images.example.invalid/{shard}/{i}.jpg", "caption": f"caption {i}", "key": key,
                 "status": "success", "error_message": None, "width": size[0], "height": size[1],
                 "original_width": 2 * size[0], "original_height": 2 * size[1], "exif": "{}", "sha256": "ab" * 32}
         if not (with_missing and i == 1):
