@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from clipscore.config.choices import INPUT_FORMATS
 from clipscore.config.coerce import ConfigError, Options, choice, coerce_fields
