@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import statistics
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -38,7 +37,7 @@ from clipscore.models import describe
 from clipscore.schema.bands import ERROR_BAND, band_labels
 from clipscore.schema.errors import first_line
 from clipscore.jobs.filesystem import file_sizes
-from clipscore.jobs.names import col
+from clipscore.jobs.names import col, delta_identifier
 
 log = logging.getLogger("clipscore")
 
@@ -203,7 +202,7 @@ def data_files(spark: SparkSession, df: DataFrame) -> set[str]:
 
 
 def written_files(spark: SparkSession, files: set[str]) -> tuple[int, int | None]:
-    """(number of files, median size in bytes) of ``files``; the median is None when sizes are unknown."""
+    """(number of files, their bytes in all) of ``files``; the bytes are None when sizes are unknown."""
     if not files:
         return 0, None
     try:
@@ -211,4 +210,30 @@ def written_files(spark: SparkSession, files: set[str]) -> tuple[int, int | None
     except Exception as exc:  # noqa: BLE001
         log.debug("could not size the output's files: %s", first_line(exc))
         return len(files), None
-    return len(files), int(statistics.median(sizes)) if sizes else None
+    return len(files), sum(sizes) if len(sizes) == len(files) else None
+
+
+# Delta operations that add a write's data files (DESCRIBE HISTORY's ``operation``).
+DELTA_WRITE_OPERATIONS = ("WRITE", "CREATE TABLE AS SELECT", "REPLACE TABLE AS SELECT",
+                          "CREATE OR REPLACE TABLE AS SELECT", "STREAMING UPDATE")
+
+
+def delta_commit_files(spark: SparkSession, target: str) -> tuple[int | None, int | None]:
+    """(files, bytes) that the latest commit of the Delta table ``target`` added, if that commit is a write.
+
+    Read from the commit's ``operationMetrics`` (``DESCRIBE HISTORY ... LIMIT 1``: the last commit file
+    only). Listing the table's files instead (``inputFiles``) makes Delta rebuild the table's state from
+    its whole log, a Spark job of ``snapshotPartitions`` (50) tasks: more than the write itself on a
+    small run. Call it right after the write; (None, None) if the metrics are missing or unreadable.
+    """
+    try:
+        row = spark.sql(f"DESCRIBE HISTORY {delta_identifier(target)} LIMIT 1").select(
+            "operation", "operationMetrics").first()
+    except Exception as exc:  # noqa: BLE001 - a report, never a reason to fail
+        log.debug("could not read the history of %s: %s", target, first_line(exc))
+        return None, None
+    if row is None or row["operation"] not in DELTA_WRITE_OPERATIONS or not row["operationMetrics"]:
+        return None, None
+    metrics = dict(row["operationMetrics"])
+    files, size = metrics.get("numFiles"), metrics.get("numOutputBytes")
+    return (int(files) if files is not None else None), (int(size) if size is not None else None)

@@ -16,8 +16,8 @@ from clipscore.config.coerce import ConfigError
 from clipscore.config.durations import parse_duration
 from clipscore.config.job import ScoreConfig
 from clipscore.schema.errors import first_line
-from clipscore.jobs.layout import (data_files, layout_for_write, optimized_write_available, plan_files, score_bytes,
-                                   written_files)
+from clipscore.jobs.layout import (data_files, delta_commit_files, layout_for_write, optimized_write_available,
+                                   plan_files, score_bytes, written_files)
 from clipscore.jobs.names import col
 from clipscore.jobs.provenance import record_parquet_provenance, record_provenance
 from clipscore.jobs.session import session_conf
@@ -72,15 +72,20 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     # Files near target_file_mb, one band per write task (clipscore.jobs.layout).
     added = score_bytes(cfg, tuple(c for c in columns if c not in source.columns))
     webdataset = resolve_input_format(spark, cfg.input, cfg.input_format) == "webdataset"
-    plan = plan_files(source, cfg, added, count=not webdataset)  # counting shards would read them twice
     optimized = cfg.output_format == "delta" and optimized_write_available(spark)
+    # Rows decide the buckets of our own layout only (Delta's optimized write bins by real sizes);
+    # counting WebDataset shards would read them twice.
+    plan = plan_files(source, cfg, added, count=not (webdataset or optimized))
     scored, options, sized = layout_for_write(scored, cfg, plan, optimized, "score_band" if partition_cols else None,
                                               columns)
-    before = _files_before(spark, cfg)
+    delta = cfg.output_format == "delta"
+    before = set() if delta else _files_before(spark, cfg)
     lean = lean_write_settings(cfg)
     with session_conf(spark, {**arrow_settings(cfg), **lean, **sized}, optional=(*lean, *sized)):
         write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols, columns, options,
                     parse_duration(cfg.staging_stale_after))
+    if delta:  # what this commit added, from its metrics (listing the table would replay its whole log)
+        files_written, bytes_written = delta_commit_files(spark, cfg.output)
     metrics = observation.get
     log.debug("observed metrics: %s", metrics)
     if cfg.output_format == "parquet":
@@ -92,14 +97,16 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
             log.warning("scores written, but provenance properties could not be set on %s: %s",
                         cfg.output, first_line(exc))
     summary = summary_from_metrics(metrics, time.perf_counter() - started)
-    summary.files_written, summary.median_file_bytes = written_files(
-        spark, data_files(spark, read_table(spark, cfg.output, cfg.output_format)) - before)
+    if not delta:
+        files_written, bytes_written = written_files(
+            spark, data_files(spark, read_table(spark, cfg.output, cfg.output_format)) - before)
+    summary.files_written, summary.bytes_written = files_written, bytes_written
     log.info("clipscore summary for %s\n%s", cfg.output, summary.format())
     return summary
 
 
 def _files_before(spark: SparkSession, cfg: ScoreConfig) -> set[str]:
-    """The output's data files before an append (the files this run writes are the new ones)."""
+    """A Parquet output's data files before an append (the files this run writes are the new ones)."""
     if cfg.mode != "append" or not output_exists(spark, cfg.output, cfg.output_format):
         return set()
     return data_files(spark, read_table(spark, cfg.output, cfg.output_format))

@@ -24,8 +24,14 @@ class RunSummary:
     seconds: float
     skipped: int = 0
     extra: dict = field(default_factory=dict)
-    files_written: int | None = None     # data files this run wrote (None: not listed)
-    median_file_bytes: int | None = None
+    files_written: int | None = None     # data files this run wrote (None: not known)
+    bytes_written: int | None = None     # their bytes in all (None: sizes not known)
+
+    @property
+    def mean_file_bytes(self) -> int | None:
+        if not self.files_written or self.bytes_written is None:
+            return None
+        return self.bytes_written // self.files_written
 
     @property
     def errors(self) -> int:
@@ -52,8 +58,9 @@ class RunSummary:
             bar = "#" * (round(40 * count / self.rows) if self.rows else 0)
             lines.append(f"  {band:<{width}}  {count:>8,}  {bar}")
         if self.files_written is not None:
-            median = "" if self.median_file_bytes is None else f", median {format_bytes(self.median_file_bytes)}"
-            lines.append(f"files written: {self.files_written:,}{median}")
+            size = ("" if self.mean_file_bytes is None else
+                    f", {format_bytes(self.bytes_written)} in all, mean {format_bytes(self.mean_file_bytes)}")
+            lines.append(f"files written: {self.files_written:,}{size}")
         for key, value in self.extra.items():
             lines.append(f"{key}: {value}")
         return "\n".join(lines)

@@ -117,7 +117,7 @@ def main() -> None:
             "rerun_skipped": rerun.skipped,
             "rerun_rows": rerun.rows,
             "target_rows": spark.read.table("spark_catalog.default.connect_target").count(),
-            "score_files": [score.files_written, score.median_file_bytes],
+            "score_files": [score.files_written, score.bytes_written],
             "scored_files": sorted(os.path.getsize(p) for p in glob.glob(os.path.join(cfg.output, "*", "*.parquet"))),
             "stale_warnings": stale_warnings,
             "stale_left": stale_left,
