@@ -24,7 +24,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-core check-report bench bench-host bench-scale shapes-model clean-env print-venv
+.PHONY: setup demo test test-core check-report bench bench-host bench-peer bench-scale shapes-model clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -82,6 +82,23 @@ bench: setup
 # d0 alone: the Spark job's host cost per pair by process kind, tiny model (about 3 min on 2 cores)
 bench-host: setup
 	$(PY) benchmarks/bench.py --only d0
+
+# clipscore against clip-retrieval (the peer) on the same WebDataset shards, the same open_clip ViT-B/32
+# weights file, batch size, device and cores (about 15 min on 2 cores); see benchmarks/README.md. The peer
+# lives in its own virtual environment, built once per benchmarks/peer-requirements.txt hash, like ours.
+PEER_HASH := $(shell cat benchmarks/peer-requirements.txt | sha256sum | cut -c1-12)
+PEER_VENV ?= $(HOME)/.cache/clipscore/peer-venv-$(PEER_HASH)
+PEER_STAMP := $(PEER_VENV)/.clipscore-peer-installed
+PEER_ARGS ?=
+
+$(PEER_STAMP):
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet -r benchmarks/peer-requirements.txt
+	touch $(PEER_STAMP)
+
+bench-peer: setup $(PEER_STAMP)
+	$(PY) benchmarks/peer.py --peer-venv $(PEER_VENV) $(PEER_ARGS)
 
 # score and merge at 2,000 / 20,000 / 100,000 rows, tiny model (about 15 min on 2 cores); see benchmarks/scale.py
 bench-scale: setup
