@@ -84,7 +84,7 @@ bench-host: setup
 	$(PY) benchmarks/bench.py --only d0
 
 # clipscore against clip-retrieval (the peer) on the same WebDataset shards, the same open_clip ViT-B/32
-# weights file, batch size, device and cores (about 15 min on 2 cores); see benchmarks/README.md. The peer
+# weights file, batch size, device and cores (about 15-20 min on 2 cores); see benchmarks/README.md. The peer
 # lives in its own virtual environment, built once per benchmarks/peer-requirements.txt hash, like ours.
 PEER_HASH := $(shell cat benchmarks/peer-requirements.txt | sha256sum | cut -c1-12)
 PEER_VENV ?= $(HOME)/.cache/clipscore/peer-venv-$(PEER_HASH)
