@@ -113,6 +113,16 @@ def markdown(report: dict) -> str:
     lines += _table(("ratio", "wall-clock pairs/s", "pairs per CPU-second", "target"), "lrrl",
                     [(k, f"{v:.2f}", fmt(report["cpu_ratios"].get(k)), TARGETS.get(k, ""))
                      for k, v in report["ratios"].items()])
+    if report.get("steady_cpu_ratios"):
+        lines += ["", "Steady state (d without its per-job fixed cost: a job on all pairs minus one on "
+                  "the warm-up input, per CPU-second): " + ", ".join(
+                      f"{k} {v:.2f}" for k, v in report["steady_cpu_ratios"].items())
+                  + "; fixed CPU-s per job: " + ", ".join(
+                      f"{k} {r[k]['steady']['fixed_cpu_seconds_per_job']:.2f}" for k in ("d", "d_bf16")
+                      if r.get(k, {}).get("steady"))]
+    if report.get("cpu_ratios_bf16"):
+        lines += ["", "bf16, job against core (pairs per CPU-second): " + ", ".join(
+            f"{k} {fmt(v)}" for k, v in report["cpu_ratios_bf16"].items()) + " (target d/c >= 0.9)"]
     for key in ("d", "d_bf16"):
         by = r.get(key, {}).get("cpu_seconds_by_process")
         if by:
@@ -121,12 +131,13 @@ def markdown(report: dict) -> str:
     job_host = {k: v for k, v in report.get("job_host", {}).items() if not k.startswith("_")}
     if job_host:
         lines += ["", "The job's host cost (d0): the Spark job with a tiny random CLIP, CPU-ms per pair of the whole "
-                  "process tree by kind (least-CPU round):"]
+                  "process tree by kind, per row without the per-job fixed cost (a job on all pairs minus one on a "
+                  "quarter; least-CPU round of each), then the whole job's figure and the fixed cost:"]
         lines += _table(("variant", "CPU-ms per pair", "JVM", "Python workers", "daemon", "driver", "other",
-                         "per row w/o fixed cost", "fixed CPU-s per job", "wall pairs/s", "load avg"), "lrrrrrrrrrl",
+                         "whole job, per pair", "fixed CPU-s per job", "wall pairs/s", "load avg"), "lrrrrrrrrrl",
                         [(k, f"{v['cpu_ms_per_pair']:.2f}", f"{v['jvm_ms']:.2f}", f"{v['python_ms']:.2f}",
                           f"{v['daemon_ms']:.2f}", f"{v['driver_ms']:.2f}", f"{v['other_ms']:.2f}",
-                          fmt(v["marginal_cpu_ms_per_pair"]), fmt(v["fixed_cpu_seconds_per_job"]),
+                          fmt(v.get("whole_job_cpu_ms_per_pair")), fmt(v["fixed_cpu_seconds_per_job"]),
                           f"{v['pairs_per_s']:.0f}", v["load_avg_start"]) for k, v in job_host.items()])
     host = report.get("host", {})
     if host:
@@ -186,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma list to skip: {','.join(RUNS)}")
     parser.add_argument("--only", default="", help="comma list of runs to do, the rest skipped (e.g. d0)")
     parser.add_argument("--d0-rounds", type=int, default=2, help="d0: timed rounds over its variants (default 2)")
+    parser.add_argument("--d0-pairs", type=int, default=1280,
+                        help="d0: pairs of its big job (default 1280; the small job has a quarter)")
     parser.add_argument("--d0-trial", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
                         help="d0: an extra variant (fast_drop plus ScoreConfig overrides, or spark.* confs)")
     parser.add_argument("--work", default=str(REPO / "out" / "bench"), help="scratch folder (data cache, Spark I/O)")
@@ -299,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("d_bf16: Spark job, precision=bf16")
             results["d_bf16"], scores["d_bf16"], _ = run_spark(
                 cfg.replace(precision="bf16"), df, work, master, args.input_files or cores, args.output_format,
-                name="d_bf16", label="Spark job, precision=bf16")
+                name="d_bf16", label="Spark job, precision=bf16", repeats=args.repeats)
             precisions.setdefault("bf16", {})["d_speedup_vs_fp32"] = round(
                 results["d_bf16"].pairs_per_cpu_s / results["d"].pairs_per_cpu_s, 3)
             precisions["bf16"]["d_max_abs"] = _dev(scores["d_bf16"], scores["d"])["max_abs"]
@@ -312,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (TINY_MODEL_DIR / "model.safetensors").is_file():
             build_random_clip(TINY_MODEL_DIR, tiny=True, seed=0)
         master = args.master or f"local[{cores}]"
-        log.info("d0: the job's host cost (tiny model, %s) on %d pairs", master, len(df))
+        d0_df = df if args.d0_pairs == len(df) else cached_dataset(args.d0_pairs, sizes, args.seed, work / "data")[0]
+        log.info("d0: the job's host cost (tiny model, %s) on %d pairs", master, len(d0_df))
         tiny_cfg = cfg.replace(model=str(TINY_MODEL_DIR), precision="fp32")
-        job_host = run_job_host(tiny_cfg, df, work, master, args.input_files or cores, args.output_format,
+        job_host = run_job_host(tiny_cfg, d0_df, work, master, args.input_files or cores, args.output_format,
                                 rounds=args.d0_rounds, extra_variants=_trials(args.d0_trial))
 
     ratios = {}
@@ -325,6 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     cpu_rate = {k: v.pairs_per_cpu_s for k, v in results.items()}
     cpu_ratios = {f"{n}/{d}": cpu_rate[n] / cpu_rate[d] for n, d in
                   (tuple(k.split("/")) for k in ratios) if np.isfinite(cpu_rate[n] / cpu_rate[d])}
+
+    # Steady state: d without its per-job fixed cost (runs.steady_rate), against c, which has none.
+    steady = {k: r.extra["steady"]["pairs_per_cpu_s"] for k, r in results.items() if r.extra.get("steady")}
+    steady_cpu_ratios = {f"{d}/{c}": round(steady[d] / cpu_rate[c], 3)
+                         for d, c in (("d", "c"), ("d", "b"), ("d_bf16", "c_bf16")) if d in steady and c in cpu_rate}
+    cpu_ratios_bf16 = {}
+    if "d_bf16" in results and "c_bf16" in results:  # the job against the core, both in bf16
+        cpu_ratios_bf16 = {"d/c": steady_cpu_ratios.get("d_bf16/c_bf16"),
+                           "d/c whole job": round(cpu_rate["d_bf16"] / cpu_rate["c_bf16"], 3)}
 
     n_ref = 0 if ref is None else len(ref)
     if ref is not None and "c" in scores:
@@ -348,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": {k: v.as_dict() for k, v in results.items()},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "cpu_ratios": {k: round(v, 3) for k, v in cpu_ratios.items()},
+        "steady_cpu_ratios": steady_cpu_ratios,
+        "cpu_ratios_bf16": cpu_ratios_bf16,
         "host": host,
         "job_host": job_host,
         "precisions": precisions,

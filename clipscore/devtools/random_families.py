@@ -27,6 +27,10 @@ _OPEN_CLIP_TINY_CFG: dict[str, Any] = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 _TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+# SigLIP base's widths and depths (both towers 768 wide: SigLIP has no projection) on CLIP ViT-B/32's
+# image grid (224 px, patch 32) and SigLIP's 64 text positions: for speed comparisons at CLIP B/32's size.
+_BASE_B32 = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+SIGLIP_SIZES = {"tiny": (_TINY, 8, TEXT_LENGTH), "base-b32": (_BASE_B32, 32, 64)}
 
 _WORDS = {
     "subject": "dog cat horse bird child woman man car boat train tree house flower bicycle cow sheep plane bus "
@@ -106,8 +110,12 @@ def _save_random(out: Path, model_class: Any, config: Any, processor: Any, seed:
     return out
 
 
-def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32, logit_bias: float = -10.0) -> Path:
+def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32, logit_bias: float = -10.0,
+                        size: str = "tiny") -> Path:
     """Write a tiny random ``SiglipModel`` with a ``SiglipProcessor`` to ``out``.
+
+    ``size="base-b32"`` (with ``image_size=224``): SigLIP base's towers on a patch-32 grid and 64 text
+    positions, the size of CLIP ViT-B/32, for benchmarks (the tokenizer stays the small trained one).
 
     The tokenizer is a ``SiglipTokenizer`` over a trained unigram SentencePiece model with SigLIP's ids
     (``<pad>`` 0, ``</s>`` 1 = eos = the pad token it pads with, ``<unk>`` 2, no bos). Like the released
@@ -123,13 +131,14 @@ def build_random_siglip(out: str | Path, seed: int = 0, image_size: int = 32, lo
     vocab_size = _train_sentencepiece(out / "spiece.model", model_type="unigram", vocab_size=300, pad_id=0,
                                       eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
                                       unk_piece="<unk>")
-    tokenizer = SiglipTokenizer(str(out / "spiece.model"), model_max_length=TEXT_LENGTH)
+    dims, patch, length = SIGLIP_SIZES[size]
+    tokenizer = SiglipTokenizer(str(out / "spiece.model"), model_max_length=length)
     image_processor = SiglipImageProcessor(size={"height": image_size, "width": image_size},
                                            image_mean=[0.5] * 3, image_std=[0.5] * 3)
     config = SiglipConfig(
-        text_config=dict(_TINY, vocab_size=vocab_size, max_position_embeddings=TEXT_LENGTH, pad_token_id=1,
+        text_config=dict(dims, vocab_size=vocab_size, max_position_embeddings=length, pad_token_id=1,
                          eos_token_id=1, bos_token_id=None),
-        vision_config=dict(_TINY, image_size=image_size, patch_size=8),
+        vision_config=dict(dims, image_size=image_size, patch_size=patch),
     )
     return _save_random(out, SiglipModel, config, SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer),
                         seed, "SigLIP", logit_bias)

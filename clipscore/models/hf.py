@@ -73,8 +73,9 @@ def pinned_revision(config: Any, model: str) -> str | None:
     return commit if isinstance(commit, str) and commit else None
 
 
-def load_pretrained(key: ModelKey, model_class: Any) -> tuple[Any, Any, Any, Any, float]:
-    """(model placed on device/precision, processor, input dtype, autocast, seconds) for ``key``."""
+def load_pretrained(key: ModelKey, model_class: Any, cpu_bf16: str = "autocast") -> tuple[Any, Any, Any, Any, float]:
+    """(model placed on device/precision, processor, input dtype, autocast, seconds) for ``key``;
+    ``cpu_bf16``: the family's way to run bf16 on a CPU (``runtime.place``)."""
     from transformers import AutoProcessor
 
     started = time.perf_counter()
@@ -85,7 +86,7 @@ def load_pretrained(key: ModelKey, model_class: Any) -> tuple[Any, Any, Any, Any
     except Exception as exc:  # noqa: BLE001 - re-raised with what to do about it
         hint = (LOCAL_HINT if is_local(key.model) else OFFLINE_HINT).format(model=key.model)
         raise RuntimeError(f"Could not load model '{key.model}': {exc}\n" + hint) from exc
-    model, dtype, autocast = place(model, key)
+    model, dtype, autocast = place(model, key, cpu_bf16)
     seconds = time.perf_counter() - started
     log.info("loaded %s (%s) on %s (%s) in %.1fs", key.model, model_class.__name__, key.device, key.precision, seconds)
     record_load(key)
@@ -107,7 +108,7 @@ class TransformersModel(ScoringModel):
     def load(cls, key: ModelKey) -> "TransformersModel":
         import transformers
 
-        return cls(key, *load_pretrained(key, getattr(transformers, cls.model_class)))
+        return cls(key, *load_pretrained(key, getattr(transformers, cls.model_class), cls.cpu_bf16))
 
     def preprocessor(self, gpu_decode: bool = False) -> ImageInput:
         return ImagePreprocessor(self.processor.image_processor, self.device if gpu_decode else None,

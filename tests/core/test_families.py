@@ -260,12 +260,22 @@ def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, tiny_cfg):
     np.testing.assert_allclose(bucketed.numpy(), full.numpy(), atol=1e-6, rtol=0)
 
 
-def test_cpu_bf16_is_each_familys_measured_choice(models, tiny_cfg):
+def test_cpu_bf16_is_each_familys_measured_choice(models, tiny_cfg, monkeypatch):
     """open_clip casts its weights to bf16 once (its attention is slower than fp32 under autocast); the
-    transformers families keep fp32 weights under autocast (as fast, closer to fp32)."""
+    transformers families keep fp32 weights under autocast (as fast, closer to fp32). Each family's
+    loader follows its class's choice (flipped below: the benchmark measures both ways so)."""
     import torch
 
-    for family, mode in (("clip", "autocast"), ("open_clip", "cast")):
+    from clipscore.models.cache import MODEL_CACHE
+    from clipscore.models.clip import ClipFamilyModel
+    from clipscore.models.openclip import OpenClipFamilyModel
+
+    assert (ClipFamilyModel.cpu_bf16, OpenClipFamilyModel.cpu_bf16) == ("autocast", "cast")
+    for family, mode, flip in (("clip", "autocast", None), ("open_clip", "cast", None),
+                               ("clip", "cast", ClipFamilyModel), ("open_clip", "autocast", OpenClipFamilyModel)):
+        if flip is not None:
+            monkeypatch.setattr(flip, "cpu_bf16", mode)
+        MODEL_CACHE.clear()  # a cached copy would be the other way
         scorer = PairScorer.from_config(_cfg(tiny_cfg, models[family], precision="bf16"))
         try:
             model = scorer.primary.model
@@ -276,3 +286,4 @@ def test_cpu_bf16_is_each_familys_measured_choice(models, tiny_cfg):
                 assert model.autocast == torch.bfloat16 and weights == {torch.float32}
         finally:
             scorer.close()
+    MODEL_CACHE.clear()  # no flipped copy left for later tests
