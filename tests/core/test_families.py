@@ -232,9 +232,11 @@ def test_open_clip_checkpoint_file_scores_like_the_folder(models, family_dirs, t
     np.testing.assert_allclose(scores[0], scores[1], atol=1e-6)
 
 
-def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, tiny_cfg):
-    """open_clip's CLIP text tower is causal and pooled at end-of-text: cut to each bucket's length it gives
-    open_clip's own encode_text over all 77 positions (fp32, 1e-6); a SigLIP-style tower never buckets."""
+def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, family_dirs, tiny_cfg):
+    """open_clip's CLIP text tower is causal and pooled at end-of-text: cut to each bucket's length (and
+    run sequence-first) it gives open_clip's own encode_text over all 77 positions, on the model as
+    open_clip builds it (batch-first; fp32, 1e-6); a SigLIP-style tower never buckets."""
+    import open_clip
     import torch
 
     captions = ["a dog", "a red dog on the grass near the sea", "a photo " * 20, "two cats"]
@@ -252,10 +254,13 @@ def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, tiny_cfg):
 
         run.model.text_features = spy
         bucketed = run.encoder.embed_texts(**tokens)
-        with torch.inference_mode():
-            full = torch.nn.functional.normalize(run.model.model.encode_text(tokens["text"]).float(), dim=-1)
+        assert not run.model.model.transformer.batch_first  # ours runs sequence-first
     finally:
         scorer.close()
+    reference, _, _ = open_clip.create_model_and_transforms(f"local-dir:{family_dirs['open_clip']}")
+    assert reference.transformer.batch_first  # open_clip's own layout
+    with torch.inference_mode():
+        full = torch.nn.functional.normalize(reference.eval().encode_text(tokens["text"]).float(), dim=-1)
     assert max(widths) < 77 and min(widths) < max(widths)  # shorter than the context, several buckets
     np.testing.assert_allclose(bucketed.numpy(), full.numpy(), atol=1e-6, rtol=0)
 
