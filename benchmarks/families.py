@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from clipscore.config.job import load_config
     from clipscore.models.cache import MODEL_CACHE
-    from clipscore.models.runtime import cpu_has_native_bf16
+    from clipscore.models.runtime import BF16_MAX_ABS, cpu_has_native_bf16
 
     load_start = load_avg()
     specs = build_models()
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                        "torch_threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
                        "load_avg_start": load_start, "load_avg_end": load_avg()},
-           "models": specs, "families": {}}
+           "bound_max_abs": BF16_MAX_ABS, "models": specs, "families": {}}
     clip_speedup = None
     for family in specs:
         fp32 = best((family, "fp32", None))
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             row[way] = {"pairs_per_cpu_s": round(r.pairs_per_cpu_s, 3),
                         "speedup_vs_fp32": round(r.pairs_per_cpu_s / fp32.pairs_per_cpu_s, 3),
                         "max_abs_vs_fp32": float(np.nanmax(diff))}
+        within = [w for w in WAYS if row[w]["max_abs_vs_fp32"] <= BF16_MAX_ABS]
+        row["fastest_within_bound"] = max(within, key=lambda w: row[w]["pairs_per_cpu_s"]) if within else None
         row["speedup_vs_fp32"] = row[row["chosen_way"]]["speedup_vs_fp32"]
         if family == "clip":
             clip_speedup = row["speedup_vs_fp32"]
@@ -132,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(f"{'family':<10} {'fp32':>7} {'autocast':>9} {'cast':>7} {'chosen':>9} {'vs CLIP':>8}  max |d| (chosen)")
+    print(f"{'family':<10} {'fp32':>7} {'autocast':>9} {'cast':>7} {'chosen':>9} {'vs CLIP':>8}  max |d| (chosen)"
+          f"  fastest within {BF16_MAX_ABS:g}")
     for family, row in out["families"].items():
         print(f"{family:<10} {row['fp32_pairs_per_cpu_s']:7.2f} {row['autocast']['speedup_vs_fp32']:8.2f}x "
               f"{row['cast']['speedup_vs_fp32']:6.2f}x {row['chosen_way']:>9} {row['speedup_vs_clip_speedup']:7.2f}x  "
-              f"{row[row['chosen_way']]['max_abs_vs_fp32']:.1e}")
+              f"{row[row['chosen_way']]['max_abs_vs_fp32']:.1e}  {row['fastest_within_bound']}")
     print(f"load average {out['machine']['load_avg_start']} -> {out['machine']['load_avg_end']}; results: {path}")
     return 0
 

@@ -73,7 +73,7 @@ def pinned_revision(config: Any, model: str) -> str | None:
     return commit if isinstance(commit, str) and commit else None
 
 
-def load_pretrained(key: ModelKey, model_class: Any, cpu_bf16: str = "autocast") -> tuple[Any, Any, Any, Any, float]:
+def load_pretrained(key: ModelKey, model_class: Any, cpu_bf16: str = "cast") -> tuple[Any, Any, Any, Any, float]:
     """(model placed on device/precision, processor, input dtype, autocast, seconds) for ``key``;
     ``cpu_bf16``: the family's way to run bf16 on a CPU (``runtime.place``)."""
     from transformers import AutoProcessor

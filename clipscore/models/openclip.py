@@ -208,9 +208,8 @@ def _download_safetensors(repo: str, download) -> str:
 class OpenClipFamilyModel(ScoringModel):
     family = "open_clip"
     bucket_captions = False  # per model: True only for causal, EOT-pooled text towers (see __init__)
-    # Under CPU autocast open_clip's nn.MultiheadAttention leaves its fused path and every op casts:
-    # ViT-B-32 ran 0.81x fp32 (image) and 0.51x (text); weights cast once ran 2.59x (image) (2 vCPU AMD EPYC with AVX512-BF16).
-    cpu_bf16 = "cast"
+    # cpu_bf16 "cast", as every family (ScoringModel): under CPU autocast open_clip's attention leaves
+    # its fused path and every op casts (1.35x fp32 against 1.90x cast, benchmarks/results/families.json).
 
     def __init__(self, key: ModelKey, model: Any, transform: Any, tokenizer: Any, dtype, autocast, seconds: float):
         super().__init__(key, model, dtype, autocast, seconds)

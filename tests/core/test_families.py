@@ -7,6 +7,7 @@ time the way each family's model card does.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from clipscore.config.job import ScoreConfig
 from clipscore.models import describe, family_of
 from clipscore.scoring.scorer import PairScorer
 from support.family_reference import reference_clip, reference_open_clip, reference_siglip, reference_siglip2
+
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGES = ("jpeg", "png", "rgba", "very_wide", "grayscale", "cmyk_jpeg")
 CAPTIONS = ("a red dog", "a cat on the grass", "the sea", "a photo of a blue car", "two birds", "a tree")
@@ -266,29 +269,33 @@ def test_open_clip_causal_text_runs_in_length_buckets_exactly(models, family_dir
 
 
 def test_cpu_bf16_is_each_familys_measured_choice(models, tiny_cfg, monkeypatch):
-    """open_clip casts its weights to bf16 once (its attention is slower than fp32 under autocast); the
-    transformers families keep fp32 weights under autocast (as fast, closer to fp32). Each family's
-    loader follows its class's choice (flipped below: the benchmark measures both ways so)."""
+    """Each family runs bf16 on a CPU the way benchmarks/families.py measured fastest within the stated
+    deviation bound (its committed results), and each loader follows its class's choice: cast weights
+    are bf16 with no autocast, autocast keeps fp32 weights (flipped below, as the benchmark does)."""
+    import json
+
     import torch
 
     from clipscore.models.cache import MODEL_CACHE
-    from clipscore.models.clip import ClipFamilyModel
-    from clipscore.models.openclip import OpenClipFamilyModel
+    from clipscore.models.registry import FAMILIES
+    from clipscore.models.runtime import BF16_MAX_ABS
 
-    assert (ClipFamilyModel.cpu_bf16, OpenClipFamilyModel.cpu_bf16) == ("autocast", "cast")
-    for family, mode, flip in (("clip", "autocast", None), ("open_clip", "cast", None),
-                               ("clip", "cast", ClipFamilyModel), ("open_clip", "autocast", OpenClipFamilyModel)):
-        if flip is not None:
-            monkeypatch.setattr(flip, "cpu_bf16", mode)
-        MODEL_CACHE.clear()  # a cached copy would be the other way
-        scorer = PairScorer.from_config(_cfg(tiny_cfg, models[family], precision="bf16"))
-        try:
-            model = scorer.primary.model
-            weights = {p.dtype for p in model.model.parameters()}
-            if mode == "cast":
-                assert model.autocast is None and model.dtype == torch.bfloat16 and weights == {torch.bfloat16}
-            else:
-                assert model.autocast == torch.bfloat16 and weights == {torch.float32}
-        finally:
-            scorer.close()
+    measured = json.loads((REPO / "benchmarks" / "results" / "families.json").read_text())
+    assert measured["bound_max_abs"] == BF16_MAX_ABS
+    for family, row in measured["families"].items():
+        assert FAMILIES[family].cpu_bf16 == row["fastest_within_bound"], family
+    for family in ("clip", "open_clip", "siglip"):
+        for mode in ("cast", "autocast"):
+            monkeypatch.setattr(FAMILIES[family], "cpu_bf16", mode)
+            MODEL_CACHE.clear()  # a cached copy would be the other way
+            scorer = PairScorer.from_config(_cfg(tiny_cfg, models[family], precision="bf16"))
+            try:
+                model = scorer.primary.model
+                weights = {p.dtype for p in model.model.parameters()}
+                if mode == "cast":
+                    assert model.autocast is None and model.dtype == torch.bfloat16 and weights == {torch.bfloat16}
+                else:
+                    assert model.autocast == torch.bfloat16 and weights == {torch.float32}
+            finally:
+                scorer.close()
     MODEL_CACHE.clear()  # no flipped copy left for later tests
