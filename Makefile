@@ -24,7 +24,7 @@ export PYSPARK_DRIVER_PYTHON := $(PY)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-core check-report bench bench-host bench-peer bench-scale shapes-model clean-env print-venv
+.PHONY: setup demo test test-core check-report bench bench-host bench-families bench-peer bench-scale shapes-model clean-env print-venv
 
 # Built once per requirements hash (the folder name), whatever the files' timestamps in a fresh clone.
 $(STAMP):
@@ -79,9 +79,13 @@ test-core: setup
 bench: setup
 	$(PY) benchmarks/bench.py
 
-# d0 alone: the Spark job's host cost per pair by process kind, tiny model (about 3 min on 2 cores)
+# d0 alone: the Spark job's host cost per pair by process kind, tiny model, 1,280 pairs (about 6 min on 2 cores)
 bench-host: setup
 	$(PY) benchmarks/bench.py --only d0
+
+# bf16 on a CPU per family (CLIP, SigLIP, open_clip at ViT-B/32's size): fp32, autocast and cast (about 5 min)
+bench-families: setup
+	$(PY) benchmarks/families.py
 
 # clipscore against clip-retrieval (the peer) on the same WebDataset shards, the same open_clip ViT-B/32
 # weights file, batch size, device and cores (about 15-20 min on 2 cores); see benchmarks/README.md. The peer
