@@ -118,7 +118,7 @@ def markdown(report: dict) -> str:
                   "the warm-up input, per CPU-second): " + ", ".join(
                       f"{k} {v:.2f}" for k, v in report["steady_cpu_ratios"].items())
                   + "; fixed CPU-s per job: " + ", ".join(
-                      f"{k} {r[k]['steady']['fixed_cpu_seconds_per_job']:.2f}" for k in ("d", "d_bf16")
+                      f"{k} {fmt(r[k]['steady']['fixed_cpu_seconds_per_job'])}" for k in ("d", "d_bf16")
                       if r.get(k, {}).get("steady"))]
     if report.get("cpu_ratios_bf16"):
         lines += ["", "bf16, job against core (pairs per CPU-second): " + ", ".join(
@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                   (tuple(k.split("/")) for k in ratios) if np.isfinite(cpu_rate[n] / cpu_rate[d])}
 
     # Steady state: d without its per-job fixed cost (runs.steady_rate), against c, which has none.
-    steady = {k: r.extra["steady"]["pairs_per_cpu_s"] for k, r in results.items() if r.extra.get("steady")}
+    steady = {k: r.extra["steady"]["pairs_per_cpu_s"] for k, r in results.items()
+              if (r.extra.get("steady") or {}).get("pairs_per_cpu_s")}
     steady_cpu_ratios = {f"{d}/{c}": round(steady[d] / cpu_rate[c], 3)
                          for d, c in (("d", "c"), ("d", "b"), ("d_bf16", "c_bf16")) if d in steady and c in cpu_rate}
     cpu_ratios_bf16 = {}

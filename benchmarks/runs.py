@@ -214,12 +214,12 @@ def steady_rate(rows: int, seconds: float, cpu: float, small_rows: int, small_se
     worker): (rows - small_rows) over the difference between a job on ``rows`` and one on ``small_rows``.
     This is the rate a long job runs at, the one that decides a cluster's throughput over a big table."""
     extra, extra_cpu, extra_s = rows - small_rows, cpu - small_cpu, seconds - small_seconds
-    if extra <= 0 or extra_cpu <= 0:
-        return {}
+    small = {"rows": small_rows, "seconds": round(small_seconds, 3), "cpu_seconds": round(small_cpu, 3)}
+    if extra <= 0 or extra_cpu <= 0:  # too few rows between the two jobs to rise above the noise
+        return {"pairs_per_cpu_s": None, "pairs_per_s": None, "fixed_cpu_seconds_per_job": None, "small_job": small}
     return {"pairs_per_cpu_s": round(extra / extra_cpu, 3),
             "pairs_per_s": round(extra / extra_s, 2) if extra_s > 0 else None,
-            "fixed_cpu_seconds_per_job": round(cpu - rows * extra_cpu / extra, 3),
-            "small_job": {"rows": small_rows, "seconds": round(small_seconds, 3), "cpu_seconds": round(small_cpu, 3)}}
+            "fixed_cpu_seconds_per_job": round(cpu - rows * extra_cpu / extra, 3), "small_job": small}
 
 
 def _write_inputs(df, work: Path, n_files: int, tag: str = "spark") -> tuple[Path, Path, int]:
