@@ -11,9 +11,12 @@ One run measures, on the same generated data and the same model:
                 mode: CPU-ms per pair (all threads), what decides how many cores feed one GPU
   c  core       clipscore.scoring.scorer.PairScorer without Spark: decode, preprocess, tokenize, model, band
   d  spark      clipscore.jobs.score.run_score in local mode: read Parquet (image bytes), UDF, write
-  d0 job host   the same Spark job with a near-free model (tiny random CLIP, 32x32): CPU-ms per pair of the
-                whole process tree by kind (driver, JVM, Python workers, daemon), preprocess exact/fast,
+  d0 job host   the same Spark job with a near-free model (tiny random CLIP, 32x32) on --d0-pairs (1,280): CPU-ms
+                per pair of the whole process tree by kind (driver, JVM, Python workers, daemon) per row
+                (a job on all pairs minus one on a quarter) and for the whole job, preprocess exact/fast,
                 with and without drop_columns: [image]. `--only d0` (make bench-host) runs just this.
+
+d and d_bf16 also report their steady rate (the warm-up input's job subtracted): cpu_ratios_bf16["d/c"].
 
 plus, against (c): preprocess=fast, the reduced precisions (bf16, int8 on CPU; fp16, bf16 on GPU) with
 their speed-up and score deviation, fast-vs-exact deviation per image format and on the sample's real
