@@ -78,14 +78,12 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
     plan = plan_files(source, cfg, added, count=not (webdataset or optimized))
     scored, options, sized = layout_for_write(scored, cfg, plan, optimized, "score_band" if partition_cols else None,
                                               columns)
-    delta = cfg.output_format == "delta"
-    before = set() if delta else _files_before(spark, cfg)
+    before = _files_before(spark, cfg)
     lean = lean_write_settings(cfg)
     with session_conf(spark, {**arrow_settings(cfg), **lean, **sized}, optional=(*lean, *sized)):
         write_table(scored, cfg.output, cfg.output_format, cfg.mode, partition_cols, columns, options,
                     parse_duration(cfg.staging_stale_after))
-    if delta:  # what this commit added, from its metrics (listing the table would replay its whole log)
-        files_written, bytes_written = delta_commit_files(spark, cfg.output)
+    files_written, bytes_written = _files_written(spark, cfg, before)  # before the provenance commit
     metrics = observation.get
     log.debug("observed metrics: %s", metrics)
     if cfg.output_format == "parquet":
@@ -97,9 +95,6 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
             log.warning("scores written, but provenance properties could not be set on %s: %s",
                         cfg.output, first_line(exc))
     summary = summary_from_metrics(metrics, time.perf_counter() - started)
-    if not delta:
-        files_written, bytes_written = written_files(
-            spark, data_files(spark, read_table(spark, cfg.output, cfg.output_format)) - before)
     summary.files_written, summary.bytes_written = files_written, bytes_written
     log.info("clipscore summary for %s\n%s", cfg.output, summary.format())
     return summary
@@ -107,9 +102,17 @@ def run_score(spark: SparkSession, cfg: ScoreConfig) -> RunSummary:
 
 def _files_before(spark: SparkSession, cfg: ScoreConfig) -> set[str]:
     """A Parquet output's data files before an append (the files this run writes are the new ones)."""
-    if cfg.mode != "append" or not output_exists(spark, cfg.output, cfg.output_format):
+    if cfg.output_format == "delta" or cfg.mode != "append" or not output_exists(spark, cfg.output, cfg.output_format):
         return set()
     return data_files(spark, read_table(spark, cfg.output, cfg.output_format))
+
+
+def _files_written(spark: SparkSession, cfg: ScoreConfig, before: set[str]) -> tuple[int | None, int | None]:
+    """(files, bytes) the write added: a Delta commit's own metrics (listing the table would replay its
+    whole log), or a Parquet output's files less those there ``before``."""
+    if cfg.output_format == "delta":
+        return delta_commit_files(spark, cfg.output)
+    return written_files(spark, data_files(spark, read_table(spark, cfg.output, cfg.output_format)) - before)
 
 
 def main(argv: list[str] | None = None) -> int:
